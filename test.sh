@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds everything in Release (library, tests, samples, benchmarks) and runs both Expecto suites.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed or did not build.
+set -uo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+if ! dotnet build Scipio.sln -c Release -nologo -v quiet -clp:ErrorsOnly; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+passed=0; failed=0; status=0
+run_suite() {
+  local name=$1 dll=$2; shift 2
+  local log; log=$(mktemp)
+  echo "== $name"
+  # Expecto's exit code is non-zero on any failure; its last line counts passed, ignored, failed, errored.
+  dotnet "$dll" --colours 0 --no-spinner "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line; line=$(grep -E '[0-9]+ tests run in' "$log" | tail -n 1)
+  local p f e
+  p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
+  e=$(sed -nE 's/.* ([0-9]+) errored.*/\1/p' <<<"$line")
+  if [ -z "$p" ]; then p=0; f=1; e=0; echo "$name: no Expecto summary (crashed?)"; fi
+  passed=$((passed + p)); failed=$((failed + ${f:-0} + ${e:-0}))
+  [ "$rc" -ne 0 ] && status=1
+  rm -f "$log"
+}
+run_suite property tests/property/bin/Release/net10.0/Scipio.Property.Tests.dll
+[ -f tests/integration/bin/Release/net10.0/Scipio.Integration.Tests.dll ] &&
+  run_suite integration tests/integration/bin/Release/net10.0/Scipio.Integration.Tests.dll --sequenced
+
+[ "$failed" -gt 0 ] && status=1
+echo "$passed passed, $failed failed"
+exit $status
