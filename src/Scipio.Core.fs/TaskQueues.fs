@@ -45,8 +45,9 @@ module TaskQueues =
             MaxQueueDelayNs = 0L
         }
 
-    /// The queue gets work while idle. Its virtual runtime is raised to the shard's watermark so that time spent
-    /// idle is not banked: a queue that slept does not burst past the queues that kept running.
+    /// The queue gets work while idle. Its virtual runtime is raised to just below the shard's watermark: time
+    /// spent idle is not banked (a queue that slept does not burst past the queues that kept running), yet it goes
+    /// before the queues sitting at the watermark, so its wake-up waits for no one's extra slice.
     let wake (watermark: int64) (nowNs: int64) (queue: QueueState) =
         if queue.Runnable then
             queue
@@ -54,7 +55,7 @@ module TaskQueues =
             { queue with
                 Runnable = true
                 RunnableSinceNs = nowNs
-                Vruntime = max queue.Vruntime watermark
+                Vruntime = max queue.Vruntime (watermark - 1L)
             }
 
     /// The scheduler picked the queue at `nowNs`: count it and record how long it waited.
@@ -80,12 +81,14 @@ module TaskQueues =
     /// New shares for a queue; its virtual runtime so far stands.
     let withShares (shares: int) (queue: QueueState) = { queue with Shares = shares }
 
-    /// The shard's watermark: the least virtual runtime among runnable queues, never moving backwards.
-    let watermark (queues: ReadOnlySpan<QueueState>) (previous: int64) =
+    /// The shard's watermark after queue `ran` was accounted: the least virtual runtime among runnable queues and
+    /// `ran` itself (runnable or not: a queue that runs alone and then goes idle must still move the watermark, or
+    /// a queue that wakes later would start far behind it and burst), never moving backwards. `ran` = -1: none.
+    let watermark (queues: ReadOnlySpan<QueueState>) (previous: int64) (ran: int) =
         let mutable least = Int64.MaxValue
 
         for i in 0 .. queues.Length - 1 do
-            if queues[i].Runnable && queues[i].Vruntime < least then
+            if (queues[i].Runnable || i = ran) && queues[i].Vruntime < least then
                 least <- queues[i].Vruntime
 
         if least = Int64.MaxValue then previous else max previous least

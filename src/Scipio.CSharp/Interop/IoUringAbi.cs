@@ -1,0 +1,200 @@
+using System.Runtime.InteropServices;
+
+namespace Scipio.Interop;
+
+// The io_uring kernel ABI (include/uapi/linux/io_uring.h). Layouts are explicit and checked by a test
+// (sizes and offsets) so that a typo cannot silently corrupt what the kernel reads.
+
+/// <summary>io_uring_setup flags (IORING_SETUP_*).</summary>
+[Flags]
+internal enum SetupFlags : uint
+{
+    None = 0,
+    IoPoll = 1u << 0,
+    Clamp = 1u << 4,
+    SubmitAll = 1u << 7,
+    CoopTaskRun = 1u << 8,
+    TaskRunFlag = 1u << 9,
+    SingleIssuer = 1u << 12,
+    DeferTaskRun = 1u << 13,
+    NoSqArray = 1u << 16,
+}
+
+/// <summary>IORING_FEAT_* bits reported by io_uring_setup.</summary>
+[Flags]
+internal enum RingFeatures : uint
+{
+    SingleMmap = 1u << 0,
+    NoDrop = 1u << 1,
+    SubmitStable = 1u << 2,
+    ExtArg = 1u << 8,
+}
+
+/// <summary>io_uring_enter flags (IORING_ENTER_*).</summary>
+[Flags]
+internal enum EnterFlags : uint
+{
+    None = 0,
+    GetEvents = 1u << 0,
+    ExtArg = 1u << 3,
+}
+
+/// <summary>io_uring opcodes this shell writes (enum io_uring_op).</summary>
+internal enum Opcode : byte
+{
+    Nop = 0,
+    Fsync = 3,
+    PollAdd = 6,
+    Timeout = 11,
+    TimeoutRemove = 12,
+    AsyncCancel = 14,
+    OpenAt = 18,
+    Close = 19,
+    Statx = 21,
+    Read = 22,
+    Write = 23,
+    MsgRing = 40,
+    Last = 58,
+}
+
+internal static class IoUringConst
+{
+    public const ulong OffSqRing = 0, OffCqRing = 0x8000000, OffSqes = 0x10000000;
+    public const uint SqNeedWakeup = 1, SqCqOverflow = 2, SqTaskRun = 4;
+    public const uint CqeFMore = 1u << 1;
+    public const uint FsyncDataSync = 1;
+    public const uint TimeoutAbs = 1, TimeoutUpdate = 2;
+    public const uint RegisterProbe = 8;
+    public const ushort ProbeOpSupported = 1;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+internal struct SqRingOffsets
+{
+    [FieldOffset(0)] public uint Head;
+    [FieldOffset(4)] public uint Tail;
+    [FieldOffset(8)] public uint RingMask;
+    [FieldOffset(12)] public uint RingEntries;
+    [FieldOffset(16)] public uint Flags;
+    [FieldOffset(20)] public uint Dropped;
+    [FieldOffset(24)] public uint Array;
+    [FieldOffset(28)] public uint Resv1;
+    [FieldOffset(32)] public ulong UserAddr;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+internal struct CqRingOffsets
+{
+    [FieldOffset(0)] public uint Head;
+    [FieldOffset(4)] public uint Tail;
+    [FieldOffset(8)] public uint RingMask;
+    [FieldOffset(12)] public uint RingEntries;
+    [FieldOffset(16)] public uint Overflow;
+    [FieldOffset(20)] public uint Cqes;
+    [FieldOffset(24)] public uint Flags;
+    [FieldOffset(28)] public uint Resv1;
+    [FieldOffset(32)] public ulong UserAddr;
+}
+
+/// <summary>struct io_uring_params: in/out argument of io_uring_setup.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 120)]
+internal struct IoUringParams
+{
+    [FieldOffset(0)] public uint SqEntries;
+    [FieldOffset(4)] public uint CqEntries;
+    [FieldOffset(8)] public SetupFlags Flags;
+    [FieldOffset(12)] public uint SqThreadCpu;
+    [FieldOffset(16)] public uint SqThreadIdle;
+    [FieldOffset(20)] public RingFeatures Features;
+    [FieldOffset(24)] public uint WqFd;
+    [FieldOffset(40)] public SqRingOffsets SqOff;
+    [FieldOffset(80)] public CqRingOffsets CqOff;
+}
+
+/// <summary>struct io_uring_sqe: one submission, 64 bytes. Unions are named by the meaning each writer uses.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+internal struct IoUringSqe
+{
+    [FieldOffset(0)] public Opcode Opcode;
+    [FieldOffset(1)] public byte Flags;
+    [FieldOffset(2)] public ushort IoPrio;
+    [FieldOffset(4)] public int Fd;
+    /// <summary>off / addr2.</summary>
+    [FieldOffset(8)] public ulong Off;
+    /// <summary>addr / splice_off_in.</summary>
+    [FieldOffset(16)] public ulong Addr;
+    [FieldOffset(24)] public uint Len;
+    /// <summary>rw_flags, fsync_flags, timeout_flags, open_flags, statx_flags, cancel_flags, poll32_events…</summary>
+    [FieldOffset(28)] public uint OpFlags;
+    [FieldOffset(32)] public ulong UserData;
+    [FieldOffset(40)] public ushort BufIndex;
+    [FieldOffset(42)] public ushort Personality;
+    [FieldOffset(44)] public int FileIndex;
+    [FieldOffset(48)] public ulong Addr3;
+    [FieldOffset(56)] public ulong Pad2;
+}
+
+/// <summary>struct io_uring_cqe: one completion, 16 bytes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct IoUringCqe
+{
+    [FieldOffset(0)] public ulong UserData;
+    /// <summary>The result: a byte count or fd when ≥ 0, a negated errno when &lt; 0.</summary>
+    [FieldOffset(8)] public int Res;
+    [FieldOffset(12)] public uint Flags;
+}
+
+/// <summary>struct __kernel_timespec.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct KernelTimespec
+{
+    [FieldOffset(0)] public long Sec;
+    [FieldOffset(8)] public long Nsec;
+
+    public static KernelTimespec FromNanoseconds(long ns) => new() { Sec = ns / 1_000_000_000, Nsec = ns % 1_000_000_000 };
+}
+
+/// <summary>struct io_uring_getevents_arg: io_uring_enter's argument with IORING_ENTER_EXT_ARG.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 24)]
+internal struct GetEventsArg
+{
+    [FieldOffset(0)] public ulong Sigmask;
+    [FieldOffset(8)] public uint SigmaskSize;
+    [FieldOffset(12)] public uint MinWaitUsec;
+    /// <summary>Pointer to a KernelTimespec: the longest the call may wait.</summary>
+    [FieldOffset(16)] public ulong Ts;
+}
+
+/// <summary>struct io_uring_probe header; followed by <see cref="ProbeOp"/> entries.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct ProbeHeader
+{
+    [FieldOffset(0)] public byte LastOp;
+    [FieldOffset(1)] public byte OpsLen;
+}
+
+/// <summary>struct io_uring_probe_op.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct ProbeOp
+{
+    [FieldOffset(0)] public byte Op;
+    [FieldOffset(2)] public ushort Flags;
+}
+
+/// <summary>struct statx (the fields the shell reads), 256 bytes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 256)]
+internal struct Statx
+{
+    public const uint MaskType = 0x1, MaskSize = 0x200, MaskBasicStats = 0x7ff;
+
+    [FieldOffset(0)] public uint Mask;
+    [FieldOffset(4)] public uint BlockSize;
+    [FieldOffset(28)] public ushort Mode;
+    [FieldOffset(32)] public ulong Inode;
+    [FieldOffset(40)] public ulong Size;
+    [FieldOffset(48)] public ulong Blocks;
+    [FieldOffset(112)] public long MtimeSec;
+    [FieldOffset(120)] public uint MtimeNsec;
+    [FieldOffset(136)] public uint DevMajor;
+    [FieldOffset(140)] public uint DevMinor;
+}

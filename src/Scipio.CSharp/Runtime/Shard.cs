@@ -1,0 +1,198 @@
+using Scipio.Core;
+using Scipio.Interop;
+using Scipio.Runtime;
+
+namespace Scipio;
+
+/// <summary>Shards: start one (<see cref="Run{T}"/>, <see cref="Start{T}"/>) and, from code running on it, spawn
+/// work, create task queues, yield, sleep and read its state. A shard is one dedicated thread, optionally pinned to
+/// a CPU, with its own io_uring rings; everything on it runs cooperatively, one thing at a time, without locks.</summary>
+/// <remarks>Members other than Run and Start must be called on a shard; elsewhere they throw
+/// <see cref="InvalidOperationException"/>.</remarks>
+public static class Shard
+{
+    private static int s_nextId = -1;
+
+    /// <summary>Starts a shard on a new thread, runs <paramref name="main"/> on it and blocks until it completes;
+    /// returns its result or rethrows its exception (with its own type).</summary>
+    /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process.</exception>
+    /// <exception cref="ArgumentException">The placement names a CPU the process may not use.</exception>
+    public static T Run<T>(Func<Task<T>> main, ShardOptions? options = null) => Start(main, options).Join();
+
+    /// <summary>Starts a shard on a new thread, runs <paramref name="main"/> on it and blocks until it completes;
+    /// rethrows its exception (with its own type).</summary>
+    /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process.</exception>
+    /// <exception cref="ArgumentException">The placement names a CPU the process may not use.</exception>
+    public static void Run(Func<Task> main, ShardOptions? options = null) => Start(main, options).Join();
+
+    /// <summary>Starts a shard on a new thread and runs <paramref name="main"/> on it; the shard stops when it
+    /// completes. Failures to start (io_uring unavailable, a bad placement) fault the handle's Completion.</summary>
+    public static ShardHandle<T> Start<T>(Func<Task<T>> main, ShardOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(main);
+        return new ShardHandle<T>(StartThread<T>(main, options ?? new ShardOptions()));
+    }
+
+    /// <summary>Starts a shard on a new thread and runs <paramref name="main"/> on it; the shard stops when it
+    /// completes.</summary>
+    public static ShardHandle Start(Func<Task> main, ShardOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(main);
+        return new ShardHandle(StartThread<bool>(main, options ?? new ShardOptions()));
+    }
+
+    private static Task<T> StartThread<T>(Func<Task> main, ShardOptions options)
+    {
+        int id = Interlocked.Increment(ref s_nextId);
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() => ShardThread(id, main, options, done))
+        {
+            IsBackground = true,
+            Name = options.Name ?? $"shard-{id}",
+        };
+        thread.UnsafeStart();
+        return done.Task;
+    }
+
+    private static void ShardThread<T>(int id, Func<Task> main, ShardOptions options, TaskCompletionSource<T> done)
+    {
+        ShardExecutor executor;
+        try
+        {
+            int pinned = Pin(options.Placement);
+            executor = new ShardExecutor(id, options, pinned);
+        }
+        catch (Exception e)
+        {
+            done.SetException(e);
+            return;
+        }
+        Task<T> mainTask;
+        try
+        {
+            mainTask = executor.Spawn<T>(executor.DefaultQueue, main);
+            mainTask.ContinueWith(static (_, s) => ((ShardExecutor)s!).RequestStop(), executor,
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            executor.RunLoop();
+        }
+        catch (Exception e)
+        {
+            executor.Dispose();
+            done.SetException(e);
+            return;
+        }
+        executor.Dispose();
+        if (mainTask.IsCompletedSuccessfully) done.SetResult(mainTask.Result);
+        else if (mainTask.IsCanceled) done.SetCanceled();
+        else done.SetException(mainTask.Exception!.InnerExceptions);
+    }
+
+    /// <summary>Applies the placement to the calling (new shard) thread; returns the CPU when pinned to one.</summary>
+    private static int Pin(Placement placement)
+    {
+        var allowed = Cpus.AllowedAtStart;
+        var decision = Core.Placement.resolve(placement.Spec, allowed);
+        switch (decision)
+        {
+            case PinDecision.Invalid invalid:
+                throw new ArgumentException($"Placement {placement} cannot be honoured: {invalid.reason}", "options");
+            case PinDecision.PinTo pin:
+                Cpus.PinCurrentThread(pin.cpus);
+                return pin.cpus.Length == 1 ? pin.cpus[0] : -1;
+            default:
+                // A thread inherits its creator's mask, which may be a pinned shard's: reset it to the process's.
+                Cpus.PinCurrentThread(allowed);
+                return -1;
+        }
+    }
+
+    // ---- on a shard ----
+
+    /// <summary>Runs <paramref name="work"/> on this shard, in the current task queue, once the queue gets to it
+    /// (not inline). Its exceptions fault the returned Task.</summary>
+    public static Task<T> Spawn<T>(Func<Task<T>> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var e = ShardExecutor.Require("Shard.Spawn");
+        return e.Spawn<T>(e.CurrentQueue, work);
+    }
+
+    /// <summary>Runs <paramref name="work"/> on this shard, in the current task queue, once the queue gets to it.</summary>
+    public static Task Spawn(Func<Task> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var e = ShardExecutor.Require("Shard.Spawn");
+        return e.Spawn<bool>(e.CurrentQueue, work);
+    }
+
+    /// <summary>Runs <paramref name="work"/> in <paramref name="queue"/>, which must belong to this shard.</summary>
+    public static Task<T> SpawnInto<T>(TaskQueue queue, Func<Task<T>> work)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        ArgumentNullException.ThrowIfNull(work);
+        return ShardExecutor.Require("Shard.SpawnInto").Spawn<T>(queue, work);
+    }
+
+    /// <summary>Runs <paramref name="work"/> in <paramref name="queue"/>, which must belong to this shard.</summary>
+    public static Task SpawnInto(TaskQueue queue, Func<Task> work)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        ArgumentNullException.ThrowIfNull(work);
+        return ShardExecutor.Require("Shard.SpawnInto").Spawn<bool>(queue, work);
+    }
+
+    /// <summary>Creates a task queue on this shard: work spawned into it gets CPU in proportion to
+    /// <paramref name="shares"/> while other queues are runnable, and is preempted for as
+    /// <paramref name="latency"/> says.</summary>
+    /// <exception cref="ArgumentException">The name is empty or already used on this shard.</exception>
+    public static TaskQueue CreateTaskQueue(string name, Shares shares, Latency latency) =>
+        ShardExecutor.Require("Shard.CreateTaskQueue").CreateQueue(name, shares, latency);
+
+    /// <summary>The task queue running now (the shard's "default" queue outside any).</summary>
+    public static TaskQueue CurrentTaskQueue => ShardExecutor.Require("Shard.CurrentTaskQueue").CurrentQueue;
+
+    /// <summary>True when the calling code runs on a shard. Never throws.</summary>
+    public static bool IsOnShard => ShardExecutor.Current is not null;
+
+    /// <summary>This shard's id: 0, 1, … in the order shards were started in this process.</summary>
+    public static int Id => ShardExecutor.Require("Shard.Id").Id;
+
+    /// <summary>The CPU this shard is pinned to; for a shard not pinned to exactly one CPU, the CPU it is running
+    /// on at this instant.</summary>
+    public static int Cpu
+    {
+        get
+        {
+            var e = ShardExecutor.Require("Shard.Cpu");
+            return e.PinnedCpu >= 0 ? e.PinnedCpu : Cpus.Current();
+        }
+    }
+
+    /// <summary>True when the running task queue should give the CPU back: its time slice is over, a
+    /// latency-sensitive queue is waiting, or work arrived from another thread. A memory read, no syscall.</summary>
+    public static bool NeedPreempt => ShardExecutor.Require("Shard.NeedPreempt").NeedPreempt;
+
+    /// <summary>The cheap preemption point for long loops: completes synchronously (costing a few nanoseconds)
+    /// unless <see cref="NeedPreempt"/>, in which case the rest of the method waits at the back of its queue while
+    /// the scheduler runs others.</summary>
+    public static ValueTask YieldIfNeeded()
+    {
+        var e = ShardExecutor.Require("Shard.YieldIfNeeded");
+        return e.NeedPreempt ? new ValueTask(e.YieldSource, 0) : default;
+    }
+
+    /// <summary>Always yields: the rest of the method goes to the back of its queue and the scheduler picks again.</summary>
+    public static YieldAwaitable Yield() => new(ShardExecutor.Require("Shard.Yield"));
+
+    /// <summary>Completes after <paramref name="delay"/>, never earlier. The shard keeps running other work; when
+    /// idle it blocks in io_uring with a timeout at the next deadline (no .NET timer). Zero completes on the next
+    /// turn of the run loop; <see cref="Timeout.InfiniteTimeSpan"/> waits for cancellation.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The delay is negative (other than infinite).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was canceled.</exception>
+    public static ValueTask Sleep(TimeSpan delay, CancellationToken cancellationToken = default) =>
+        ShardExecutor.Require("Shard.Sleep").Sleep(delay, cancellationToken);
+
+    /// <summary>A snapshot of this shard's counters: runtime, work items run, parks, preemptions, each ring's
+    /// submissions and completions, and each task queue's counters.</summary>
+    public static ShardStats Stats => ShardExecutor.Require("Shard.Stats").Stats();
+}

@@ -1,0 +1,323 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
+using Scipio.Core;
+using Scipio.Interop;
+
+namespace Scipio.Runtime;
+
+/// <summary>One shard: its thread's run loop, task queues, timers and cross-thread inbox, over a
+/// <see cref="ShardReactor"/>. The F# core decides (which queue runs, until when, how long to park); this class acts.
+/// Everything here runs on the shard thread except <see cref="PostFromAnotherThread"/>.</summary>
+internal sealed class ShardExecutor : IDisposable
+{
+    [ThreadStatic] private static ShardExecutor? t_current;
+
+    private readonly List<TaskQueue> _queues = [];
+    private QueueState[] _states = new QueueState[8];
+    private long _watermark;
+    private long _now; // the loop's latest clock reading; good enough for "became runnable at"
+
+    private readonly TimerHeap _timers = new(64);
+    private readonly List<TimerOperation> _timerOps = [];
+    private readonly Stack<TimerOperation> _freeTimers = new();
+
+    private readonly ConcurrentQueue<(TaskQueue? Queue, WorkItem Item)> _inbox = new();
+    private int _inboxSignal; // set by other threads when they post; makes NeedPreempt true
+    private volatile bool _stopRequested;
+
+    private bool _yieldRequested;
+    private readonly long _preemptIntervalNs, _spinNs;
+    private readonly Func<bool> _hasWork;
+    private long _tasksRun, _loopTurns, _parks, _preemptions, _runtimeNs;
+
+    public ShardExecutor(int id, ShardOptions options, int pinnedCpu)
+    {
+        Id = id;
+        PinnedCpu = pinnedCpu;
+        _preemptIntervalNs = Clock.ToNs(options.PreemptInterval);
+        _spinNs = Clock.ToNs(options.SpinBeforePark);
+        _hasWork = HasWork;
+        _now = Clock.NowNs;
+        Reactor = new ShardReactor(options.RingEntries);
+        YieldSource = new YieldIfNeededSource(this);
+        DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
+        CurrentQueue = DefaultQueue;
+        t_current = this;
+    }
+
+    /// <summary>The shard running on this thread, or null.</summary>
+    public static ShardExecutor? Current
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => t_current;
+    }
+
+    /// <summary>The shard running on this thread; throws the not-on-a-shard error otherwise.</summary>
+    public static ShardExecutor Require(string member)
+    {
+        var e = t_current;
+        if (e is null) ThrowHelper.ThrowNotOnShard(member);
+        return e;
+    }
+
+    public static void ThrowIfOnShard(string member)
+    {
+        if (t_current is not null)
+            throw new InvalidOperationException($"{member} blocks the calling thread, so it cannot be called on a shard: await the Completion task instead.");
+    }
+
+    public int Id { get; }
+    public int PinnedCpu { get; }
+    public ShardReactor Reactor { get; }
+    public TaskQueue DefaultQueue { get; }
+    public TaskQueue CurrentQueue { get; private set; }
+    public IValueTaskSource YieldSource { get; }
+
+    /// <summary>Whether the running queue should give the CPU back: the latency ring has an event (the preemption
+    /// timer fired) or another thread posted work. Two memory reads.</summary>
+    public bool NeedPreempt
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Reactor.LatencyEventPending || Volatile.Read(ref _inboxSignal) != 0;
+    }
+
+    // ---- task queues ----
+
+    public TaskQueue CreateQueue(string name, Shares shares, Latency latency)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(shares);
+        if (_queues.Any(q => q.Name == name))
+            throw new ArgumentException($"This shard already has a task queue named '{name}'; names are unique per shard.", nameof(name));
+        var queue = new TaskQueue(this, _queues.Count, name, shares, latency);
+        _queues.Add(queue);
+        if (_states.Length < _queues.Count) Array.Resize(ref _states, _states.Length * 2);
+        _states[queue.Index] = TaskQueues.create(shares.Current, latency.ToCore());
+        return queue;
+    }
+
+    public void MarkRunnable(int index)
+    {
+        if (!_states[index].Runnable) _states[index] = TaskQueues.wake(_watermark, _now, _states[index]);
+    }
+
+    public void OnSharesChanged(TaskQueue queue) =>
+        _states[queue.Index] = TaskQueues.withShares(queue.Shares.Current, _states[queue.Index]);
+
+    public TaskQueueStats QueueStats(TaskQueue queue)
+    {
+        var s = _states[queue.Index];
+        return new TaskQueueStats(queue.Name, s.Shares, Clock.FromNs(s.RuntimeNs), s.TasksRun, s.TimesSelected, Clock.FromNs(s.MaxQueueDelayNs));
+    }
+
+    public ShardStats Stats()
+    {
+        var book = Reactor.Book;
+        var (latSub, latDone) = Reactor.LatencyCounts;
+        return new ShardStats(
+            Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, _preemptions,
+            new RingStats(book.Submitted, book.Completed, book.InFlight + book.Prepared, Reactor.Backlogged, Reactor.Main.Flags.ToString()),
+            new RingStats(latSub, latDone, (int)(latSub - latDone), 0, Reactor.Latency.Flags.ToString()),
+            _queues.Select(QueueStats).ToArray());
+    }
+
+    public Task<T> Spawn<T>(TaskQueue queue, Func<Task> work)
+    {
+        if (queue.Executor != this)
+            throw new ArgumentException($"Task queue '{queue.Name}' belongs to another shard; spawn into a queue of this shard.", nameof(queue));
+        var spawned = new SpawnedWork<T>(work);
+        queue.EnqueueLocal(new WorkItem(spawned, null));
+        return spawned.Task;
+    }
+
+    // ---- yielding ----
+
+    public void YieldContinuation(Action continuation)
+    {
+        _yieldRequested = true;
+        CurrentQueue.EnqueueLocal(new WorkItem(continuation, null));
+    }
+
+    /// <summary>The source behind YieldIfNeeded's ValueTask when a yield is due. Stateless: it always reports
+    /// pending and queues the continuation, so one instance serves every awaiter.</summary>
+    private sealed class YieldIfNeededSource(ShardExecutor executor) : IValueTaskSource
+    {
+        public ValueTaskSourceStatus GetStatus(short token) => ValueTaskSourceStatus.Pending;
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            executor.CurrentQueue.EnqueueLocal(new WorkItem(continuation, state));
+
+        public void GetResult(short token) { }
+    }
+
+    // ---- timers ----
+
+    public ValueTask Sleep(TimeSpan delay, CancellationToken ct)
+    {
+        if (delay < TimeSpan.Zero && delay != Timeout.InfiniteTimeSpan)
+            ThrowHelper.ThrowArgumentOutOfRange(nameof(delay), delay, "The delay must be zero or positive, or Timeout.InfiniteTimeSpan.");
+        if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
+        if (!_freeTimers.TryPop(out var timer))
+        {
+            timer = new TimerOperation(this, _timerOps.Count);
+            _timerOps.Add(timer);
+        }
+        timer.Start(ct);
+        if (delay != Timeout.InfiniteTimeSpan)
+            _timers.Push(Time.addSaturating(Clock.NowNs, Clock.ToNs(delay)), timer.Id, timer.Arming);
+        return new ValueTask(timer, timer.Version);
+    }
+
+    public void ReturnTimer(TimerOperation timer) => _freeTimers.Push(timer);
+
+    private void FireDueTimers(long now)
+    {
+        while (_timers.TryPopDue(now, out var entry))
+        {
+            var timer = _timerOps[entry.Id];
+            if (timer.Arming == entry.Version) timer.Fire(0);
+        }
+    }
+
+    // ---- cancellation (the token's callback may run on any thread) ----
+
+    public void RequestCancel(IoOperation op, short version)
+    {
+        if (t_current != this)
+        {
+            PostFromAnotherThread(null, new WorkItem((Action)(() => RequestCancel(op, version)), null));
+            return;
+        }
+        if (op.Version == version) Reactor.Cancel(op);
+    }
+
+    public void RequestTimerCancel(TimerOperation timer, short version)
+    {
+        if (t_current != this)
+        {
+            PostFromAnotherThread(null, new WorkItem((Action)(() => RequestTimerCancel(timer, version)), null));
+            return;
+        }
+        if (timer.Version == version) timer.Fire(-Errno.ECANCELED);
+    }
+
+    // ---- cross-thread inbox ----
+
+    /// <summary>Queues work from another thread (a null queue: run it in the loop itself) and wakes the shard.</summary>
+    public void PostFromAnotherThread(TaskQueue? queue, WorkItem item)
+    {
+        _inbox.Enqueue((queue, item));
+        Volatile.Write(ref _inboxSignal, 1);
+        Reactor.Wake();
+    }
+
+    private void DrainInbox()
+    {
+        if (Volatile.Read(ref _inboxSignal) == 0) return;
+        Volatile.Write(ref _inboxSignal, 0);
+        while (_inbox.TryDequeue(out var posted))
+        {
+            if (posted.Queue is null) posted.Item.Run();
+            else posted.Queue.EnqueueLocal(posted.Item);
+        }
+    }
+
+    private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || TaskQueues.pickNext(States) >= 0;
+
+    private ReadOnlySpan<QueueState> States => _states.AsSpan(0, _queues.Count);
+
+    // ---- the run loop ----
+
+    public void RequestStop()
+    {
+        _stopRequested = true;
+        Volatile.Write(ref _inboxSignal, 1);
+        Reactor.Wake();
+    }
+
+    /// <summary>Runs until <see cref="RequestStop"/>: reap completions of both rings → take posted work → fire due
+    /// timers → let the core pick a queue and run it until it is empty or must yield → submit what it prepared →
+    /// if nothing is runnable, spin or park until the next timer.</summary>
+    public void RunLoop()
+    {
+        _now = Clock.NowNs;
+        long idleSince = -1;
+        while (!_stopRequested)
+        {
+            _loopTurns++;
+            Reactor.ReapLatency();
+            Reactor.ReapMain();
+            DrainInbox();
+            _now = Clock.NowNs;
+            FireDueTimers(_now);
+
+            int next = TaskQueues.pickNext(States);
+            if (next >= 0)
+            {
+                idleSince = -1;
+                RunQueue(next);
+                Reactor.Flush();
+                continue;
+            }
+
+            Reactor.Flush();
+            if (idleSince < 0) idleSince = _now;
+            var decision = Core.Reactor.idle(false, _now, idleSince, _spinNs, _timers.NextDeadline);
+            if (decision.IsPark)
+            {
+                _parks++;
+                Reactor.Park(decision.timeoutNs, _hasWork);
+                idleSince = -1;
+            }
+        }
+    }
+
+    private void RunQueue(int index)
+    {
+        var queue = _queues[index];
+        long start = _now;
+        if (queue.Shares.IsDynamic) _states[index] = TaskQueues.withShares(queue.Shares.Current, _states[index]);
+        _states[index] = TaskQueues.select(start, _states[index]);
+        Reactor.PreparePreempt(TaskQueues.preemptDeadline(States, index, _preemptIntervalNs, _timers.NextDeadline, start), start);
+
+        CurrentQueue = queue;
+        SynchronizationContext.SetSynchronizationContext(queue);
+        var work = queue.Work;
+        long ran = 0;
+        bool preempted = false;
+        while (work.TryDequeue(out var item))
+        {
+            ran++;
+            item.Run();
+            if (_yieldRequested) break;
+            if (NeedPreempt)
+            {
+                preempted = true;
+                break;
+            }
+        }
+        _yieldRequested = false;
+        if (preempted) _preemptions++;
+        SynchronizationContext.SetSynchronizationContext(null);
+        CurrentQueue = DefaultQueue;
+
+        long end = Clock.NowNs;
+        _now = end;
+        _tasksRun += ran;
+        _runtimeNs += end - start;
+        _states[index] = TaskQueues.account(end, end - start, ran, work.Count > 0, _states[index]);
+        _watermark = TaskQueues.watermark(States, _watermark, index);
+    }
+
+    /// <summary>Stops I/O for good: cancels and reaps what is in flight, then closes the rings.</summary>
+    public void Dispose()
+    {
+        try { Reactor.Drain(); }
+        finally
+        {
+            Reactor.Dispose();
+            t_current = null;
+        }
+    }
+}

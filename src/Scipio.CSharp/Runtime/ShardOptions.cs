@@ -1,0 +1,57 @@
+namespace Scipio;
+
+/// <summary>How a shard is started. Setters validate.</summary>
+/// <remarks>Defaults: <see cref="Name"/> "shard-N"; <see cref="Placement"/> Unbound; <see cref="RingEntries"/> 256;
+/// <see cref="PreemptInterval"/> 1 ms; <see cref="SpinBeforePark"/> zero (park at once).</remarks>
+public sealed class ShardOptions
+{
+    private string? _name;
+    private Placement _placement = Placement.Unbound;
+    private int _ringEntries = 256;
+    private TimeSpan _preemptInterval = TimeSpan.FromMilliseconds(1);
+    private TimeSpan _spinBeforePark = TimeSpan.Zero;
+
+    /// <summary>The shard thread's name (shown by debuggers and <c>top -H</c>); default "shard-N".</summary>
+    public string? Name
+    {
+        get => _name;
+        set => _name = value is { Length: 0 } ? throw new ArgumentException("A shard name cannot be empty.", nameof(value)) : value;
+    }
+
+    /// <summary>Where the shard's thread runs; default <see cref="Placement.Unbound"/>.</summary>
+    public Placement Placement
+    {
+        get => _placement;
+        set => _placement = value ?? throw new ArgumentNullException(nameof(value));
+    }
+
+    /// <summary>Submission-queue entries of the main ring, a power of two from 2 to 32768 (the completion queue
+    /// gets twice as many); default 256. More entries let more operations be in flight at once.</summary>
+    public int RingEntries
+    {
+        get => _ringEntries;
+        set => _ringEntries = value is >= 2 and <= 32768 && (value & (value - 1)) == 0
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "RingEntries must be a power of two from 2 to 32768.");
+    }
+
+    /// <summary>The longest a task queue runs before <see cref="Shard.NeedPreempt"/> asks it to yield so others,
+    /// timers and completions get their turn; default 1 ms, from 50 µs to 1 s.</summary>
+    public TimeSpan PreemptInterval
+    {
+        get => _preemptInterval;
+        set => _preemptInterval = value >= TimeSpan.FromMicroseconds(50) && value <= TimeSpan.FromSeconds(1)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "PreemptInterval must be between 50 µs and 1 s.");
+    }
+
+    /// <summary>How long an idle shard busy-polls its rings before it blocks in the kernel; default zero. Spinning
+    /// trades a CPU for lower wake-up latency.</summary>
+    public TimeSpan SpinBeforePark
+    {
+        get => _spinBeforePark;
+        set => _spinBeforePark = value >= TimeSpan.Zero && value <= TimeSpan.FromSeconds(1)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "SpinBeforePark must be between zero and 1 s.");
+    }
+}

@@ -1,0 +1,95 @@
+using Scipio.Runtime;
+
+namespace Scipio;
+
+/// <summary>A group of work on one shard with its own CPU shares and latency class
+/// (<see cref="Shard.CreateTaskQueue"/>). It is also the <see cref="SynchronizationContext"/> its work runs under,
+/// so any <c>await</c> inside it — on a Scipio operation or on a foreign Task — resumes in the same queue.</summary>
+/// <remarks><c>ConfigureAwait(false)</c> and F#'s <c>backgroundTask</c> leave the shard: the code after them runs
+/// on the ThreadPool and may not use shard APIs.</remarks>
+public sealed class TaskQueue : SynchronizationContext
+{
+    private Shares _shares;
+
+    internal TaskQueue(ShardExecutor executor, int index, string name, Shares shares, Latency latency)
+    {
+        Executor = executor;
+        Index = index;
+        Name = name;
+        _shares = shares;
+        Latency = latency;
+    }
+
+    internal ShardExecutor Executor { get; }
+
+    internal int Index { get; }
+
+    internal WorkQueue Work { get; } = new();
+
+    /// <summary>The queue's name, unique on its shard.</summary>
+    public string Name { get; }
+
+    /// <summary>The queue's CPU shares. Settable on the queue's shard; takes effect the next time it is picked.</summary>
+    /// <exception cref="InvalidOperationException">Set from another thread.</exception>
+    public Shares Shares
+    {
+        get => _shares;
+        set
+        {
+            ArgumentNullException.ThrowIfNull(value);
+            if (ShardExecutor.Current != Executor) Interop.ThrowHelper.ThrowNotOnShard("TaskQueue.Shares (set)");
+            _shares = value;
+            Executor.OnSharesChanged(this);
+        }
+    }
+
+    /// <summary>The queue's latency class.</summary>
+    public Latency Latency { get; }
+
+    /// <summary>A snapshot of the queue's counters: runtime, work items run, times picked, longest wait.</summary>
+    public TaskQueueStats Stats => Executor.QueueStats(this);
+
+    /// <summary>Queues work to run in this task queue. Thread-safe: from another thread it goes through the
+    /// shard's inbox and wakes the shard if it is parked.</summary>
+    public override void Post(SendOrPostCallback d, object? state)
+    {
+        ArgumentNullException.ThrowIfNull(d);
+        if (ShardExecutor.Current == Executor) EnqueueLocal(new WorkItem(d, state));
+        else Executor.PostFromAnotherThread(this, new WorkItem(d, state));
+    }
+
+    /// <summary>Runs <paramref name="d"/> in this queue and waits for it: inline when called on the queue's shard,
+    /// otherwise posted and waited for (the caller blocks until the shard has run it).</summary>
+    public override void Send(SendOrPostCallback d, object? state)
+    {
+        ArgumentNullException.ThrowIfNull(d);
+        if (ShardExecutor.Current == Executor)
+        {
+            d(state);
+            return;
+        }
+        using var done = new ManualResetEventSlim();
+        Exception? error = null;
+        Post(_ =>
+        {
+            try { d(state); }
+            catch (Exception e) { error = e; }
+            finally { done.Set(); }
+        }, null);
+        done.Wait();
+        if (error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+    }
+
+    /// <summary>The queue itself: it is not copied.</summary>
+    public override SynchronizationContext CreateCopy() => this;
+
+    /// <summary>Enqueues on the shard thread and makes the queue runnable.</summary>
+    internal void EnqueueLocal(in WorkItem item)
+    {
+        Work.Enqueue(item);
+        Executor.MarkRunnable(Index);
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"TaskQueue '{Name}' ({Shares}, {Latency})";
+}
