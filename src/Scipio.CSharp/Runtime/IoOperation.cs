@@ -84,8 +84,8 @@ internal sealed class IoOperation : ShardOperation
         _length = mode;
     }
 
-    /// <summary>statx of an open file into native memory; read it with <see cref="StatxResult"/> before the
-    /// await returns (the ValueTask's result is only the status).</summary>
+    /// <summary>statx of an open file into native memory the operation owns; the operation's 64-bit result is
+    /// the file size.</summary>
     public void SetStatx(int fd, uint mask)
     {
         _opcode = Opcode.Statx;
@@ -96,8 +96,6 @@ internal sealed class IoOperation : ShardOperation
         _opFlags = Libc.AtEmptyPath;
         _length = mask;
     }
-
-    public Statx StatxResult => Pinning.Read<Statx>(_native);
 
     public void SetCancel(ulong target)
     {
@@ -143,7 +141,7 @@ internal sealed class IoOperation : ShardOperation
             return false;
         }
         if (_opcode == Opcode.Write && res >= 0) res += _done;
-        Complete(res);
+        Complete(_opcode == Opcode.Statx && res >= 0 ? (long)Pinning.Read<Statx>(_native).Size : res);
         return true;
     }
 

@@ -27,6 +27,7 @@ internal sealed class ShardExecutor : IDisposable
     private volatile bool _stopRequested;
 
     private bool _yieldRequested;
+    private readonly Ring.Ring _latencyRing; // read on every NeedPreempt: one hop fewer than through Reactor
     private readonly long _preemptIntervalNs, _spinNs;
     private readonly Func<bool> _hasWork;
     private long _tasksRun, _loopTurns, _parks, _preemptions, _runtimeNs;
@@ -40,6 +41,7 @@ internal sealed class ShardExecutor : IDisposable
         _hasWork = HasWork;
         _now = Clock.NowNs;
         Reactor = new ShardReactor(options.RingEntries);
+        _latencyRing = Reactor.Latency;
         YieldSource = new YieldIfNeededSource(this);
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
         CurrentQueue = DefaultQueue;
@@ -79,7 +81,7 @@ internal sealed class ShardExecutor : IDisposable
     public bool NeedPreempt
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => Reactor.LatencyEventPending || Volatile.Read(ref _inboxSignal) != 0;
+        get => _latencyRing.HasCompletions || Volatile.Read(ref _inboxSignal) != 0;
     }
 
     // ---- task queues ----
@@ -223,6 +225,14 @@ internal sealed class ShardExecutor : IDisposable
         }
     }
 
+    private bool AnotherQueueRunnable(int index)
+    {
+        var states = States;
+        for (int i = 0; i < states.Length; i++)
+            if (i != index && states[i].Runnable) return true;
+        return false;
+    }
+
     private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || TaskQueues.pickNext(States) >= 0;
 
     private ReadOnlySpan<QueueState> States => _states.AsSpan(0, _queues.Count);
@@ -290,11 +300,18 @@ internal sealed class ShardExecutor : IDisposable
         {
             ran++;
             item.Run();
-            if (_yieldRequested) break;
             if (NeedPreempt)
             {
                 preempted = true;
                 break;
+            }
+            if (_yieldRequested)
+            {
+                // The scheduler would pick this queue again unless another is runnable or a completion waits to
+                // be reaped; the slice's end, due timers and cross-thread posts all show up in NeedPreempt. So the
+                // loop turn (two clock reads) is skipped and the yielded continuation runs from the queue's back.
+                _yieldRequested = false;
+                if (Reactor.Main.HasCompletions || Reactor.Main.KernelHasPendingWork || AnotherQueueRunnable(index)) break;
             }
         }
         _yieldRequested = false;

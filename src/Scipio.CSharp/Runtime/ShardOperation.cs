@@ -9,7 +9,7 @@ namespace Scipio.Runtime;
 /// shard's free list; the version token makes a stale await of a reused operation fail loudly.</summary>
 /// <remarks>Completion always happens on the shard thread. Registering a continuation may come from another
 /// thread (a ValueTask handed off the shard), so that one step is an interlocked exchange.</remarks>
-internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
+internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource<long>, IValueTaskSource
 {
     private static readonly Action<object?> s_completedSentinel = static _ => Debug.Fail("sentinel ran");
 
@@ -18,7 +18,7 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
     private ExecutionContext? _executionContext;
     private short _version;
     private bool _completed;
-    private int _result;
+    private long _result; // ≥ 0: the value (a count, an fd, a file size); < 0: a negated errno
     private CancellationTokenRegistration _cancellation;
 
     protected ShardOperation(ShardExecutor owner) => Owner = owner;
@@ -50,7 +50,7 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
     protected abstract void OnCancelRequested();
 
     /// <summary>The result is in (on the shard thread): record it and schedule the continuation.</summary>
-    public void Complete(int result)
+    public void Complete(long result)
     {
         Debug.Assert(!_completed);
         _result = result;
@@ -64,18 +64,14 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
 
     private void Schedule(Action<object?> continuation)
     {
-        if (_executionContext is null)
-        {
-            Queue.EnqueueLocal(new WorkItem(continuation, _continuationState));
-        }
-        else
-        {
-            // Rare: a caller asked to flow ExecutionContext (OnCompleted rather than UnsafeOnCompleted).
-            var ec = _executionContext;
-            var state = _continuationState;
-            Queue.EnqueueLocal(new WorkItem((Action)(() => ExecutionContext.Run(ec, s => continuation(s), state)), null));
-        }
+        if (_executionContext is null) Queue.EnqueueLocal(new WorkItem(continuation, _continuationState));
+        else ScheduleWithContext(continuation, _continuationState, _executionContext);
     }
+
+    // Rare: a caller asked to flow ExecutionContext (OnCompleted rather than UnsafeOnCompleted). Its own method, so
+    // the closure is allocated only on this path (C# hoists a closure that captures parameters to method entry).
+    private void ScheduleWithContext(Action<object?> continuation, object? state, ExecutionContext ec) =>
+        Queue.EnqueueLocal(new WorkItem((Action)(() => ExecutionContext.Run(ec, s => continuation(s), state)), null));
 
     public ValueTaskSourceStatus GetStatus(short token)
     {
@@ -101,14 +97,18 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
         }
     }
 
-    public int GetResult(short token)
+    public int GetResult(short token) => (int)GetResult64(token);
+
+    long IValueTaskSource<long>.GetResult(short token) => GetResult64(token);
+
+    private long GetResult64(short token)
     {
         CheckToken(token);
         if (!_completed)
             throw new InvalidOperationException("The operation has not completed: await the ValueTask instead of reading its result.");
-        int result = _result;
+        long result = _result;
         var ct = CancellationToken;
-        Exception? error = result < 0 ? CreateException(-result, ct) : null;
+        Exception? error = result < 0 ? CreateException((int)-result, ct) : null;
         Recycle();
         if (error is not null) throw error;
         return result;
