@@ -181,6 +181,19 @@ internal sealed unsafe class Ring : IDisposable
                 _supportedOps[entries[i].Op >> 6] |= 1ul << (entries[i].Op & 63);
     }
 
+    /// <summary>Throws <see cref="IoUringUnavailableException"/> naming every opcode in <paramref name="required"/>
+    /// that the kernel's probe does not list.</summary>
+    public void RequireOpcodes(ReadOnlySpan<Opcode> required)
+    {
+        var missing = new List<Opcode>();
+        foreach (var op in required)
+            if (!Supports(op)) missing.Add(op);
+        if (missing.Count > 0)
+            throw new IoUringUnavailableException(
+                $"This kernel's io_uring lacks operations Scipio needs: {string.Join(", ", missing)}. Scipio needs Linux 6.1 or later.",
+                Errno.EOPNOTSUPP);
+    }
+
     /// <summary>Whether the kernel supports <paramref name="op"/> (IORING_REGISTER_PROBE).</summary>
     public bool Supports(Opcode op) => (_supportedOps[(byte)op >> 6] & (1ul << ((byte)op & 63))) != 0;
 

@@ -141,6 +141,19 @@ public static class Shard
         return ShardExecutor.Require("Shard.SpawnInto").Spawn<bool>(queue, work);
     }
 
+    /// <summary>Runs a blocking function (a synchronous file API, a native call, CPU-heavy work) on a helper thread
+    /// so the shard keeps running; awaiting the Task on the shard resumes in the calling task queue.</summary>
+    /// <remarks>Helper threads are shared by all shards, start on demand (at most twice the CPU count, at least
+    /// 4) and are not pinned. Exceptions thrown by <paramref name="work"/> fault the Task.</remarks>
+    public static Task<T> SpawnBlocking<T>(Func<T> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        ShardExecutor.Require("Shard.SpawnBlocking");
+        var blocking = new BlockingWork<T>(work);
+        BlockingPool.Shared.Queue(blocking);
+        return blocking.Task;
+    }
+
     /// <summary>Creates a task queue on this shard: work spawned into it gets CPU in proportion to
     /// <paramref name="shares"/> while other queues are runnable, and is preempted for as
     /// <paramref name="latency"/> says.</summary>

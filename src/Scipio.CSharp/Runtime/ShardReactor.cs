@@ -39,6 +39,8 @@ internal sealed class ShardReactor : IDisposable
         Main = Ring.Ring.Create(RingRole.Main, (uint)ringEntries);
         try
         {
+            Main.RequireOpcodes([Opcode.Nop, Opcode.Read, Opcode.Write, Opcode.OpenAt, Opcode.Close, Opcode.Fsync,
+                Opcode.Statx, Opcode.Timeout, Opcode.TimeoutRemove, Opcode.AsyncCancel]);
             Latency = Ring.Ring.Create(RingRole.Latency, 8);
             _book = RingBooks.create((int)Main.SqEntries, (int)Main.CqEntries);
             _eventFd = Libc.EventFd(0, Libc.EfdCloexec);
