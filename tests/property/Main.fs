@@ -1,10 +1,13 @@
 module Scipio.Property.Tests.Main
 
 open Expecto
-open Scipio.Core
 
-let smoke =
-    testList "smoke" [ test "an idle queue is not picked" { Expect.equal (TaskQueues.pickNext (System.ReadOnlySpan [| TaskQueues.create 100 LatencyClass.NotImportant |])) -1 "idle" } ]
+let tests =
+    testList
+        "Scipio.Core"
+        [ SharesLatencyTests.tests
+          TaskQueueTests.tests
+          TimerTests.tests ]
 
 [<EntryPoint>]
-let main argv = runTestsWithCLIArgs [] argv smoke
+let main argv = runTestsWithCLIArgs [] argv tests
