@@ -7,7 +7,10 @@ let tests =
         "Scipio.Core"
         [ SharesLatencyTests.tests
           TaskQueueTests.tests
-          TimerTests.tests ]
+          TimerTests.tests
+          RingBookTests.tests
+          PlacementTests.tests
+          ReactorTests.tests ]
 
 [<EntryPoint>]
 let main argv = runTestsWithCLIArgs [] argv tests

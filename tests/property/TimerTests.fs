@@ -54,17 +54,17 @@ let private check (capacity: int, commands: TimerCommand list) =
     let mutable now = 0L
     let mutable pushed = 0
 
-    let agree what =
-        Expect.equal heap.Count model.Count $"Count after {what}"
+    let agree () =
+        Expect.equal heap.Count model.Count "Count"
         let expectedNext = if model.Count = 0 then Time.Never else model[0].Deadline
-        Expect.equal heap.NextDeadline expectedNext $"NextDeadline after {what}"
+        Expect.equal heap.NextDeadline expectedNext "NextDeadline"
 
     /// One TryPopDue at `now`; true when it popped.
     let popOnce () =
         let mutable entry = Unchecked.defaultof<TimerEntry>
         let got = heap.TryPopDue(now, &entry)
         let due = model.Count > 0 && model[0].Deadline <= now
-        Expect.equal got due $"TryPopDue({now}) pops exactly when the earliest timer is due"
+        Expect.equal got due "TryPopDue pops exactly when the earliest timer is due"
 
         if got then
             let expected = model[0]
@@ -72,11 +72,11 @@ let private check (capacity: int, commands: TimerCommand list) =
             Expect.isLessThanOrEqual entry.DeadlineNs now "never early"
             Expect.equal (entry.DeadlineNs, entry.Sequence) (expected.Deadline, expected.Sequence) "(deadline, insertion) order"
             Expect.equal (entry.Id, entry.Version) (expected.Id, expected.Version) "the timer that was set"
-            Expect.isTrue (popped.Add entry.Id) $"timer {entry.Id} popped once"
+            Expect.isTrue (popped.Add entry.Id) "each timer popped once"
 
         got
 
-    for c in commands do
+    let step c =
         match c with
         | Push(offset, version) ->
             let deadline = if offset = Int64.MaxValue then lastInstant else min lastInstant (now + offset)
@@ -99,14 +99,21 @@ let private check (capacity: int, commands: TimerCommand list) =
                 ()
         | PopOne -> popOnce () |> ignore
 
-        agree c
+        agree ()
+
+    // Messages are built only on failure: formatting a union for every check would dominate the run time.
+    for c in commands do
+        try
+            step c
+        with :? AssertException as e ->
+            failtestf "after %A at now = %d: %s" c now e.Message
 
     now <- lastInstant
 
     while popOnce () do
         ()
 
-    agree "the final drain"
+    agree ()
     Expect.equal popped.Count pushed "every timer popped exactly once"
 
 let tests =
