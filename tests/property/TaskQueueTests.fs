@@ -187,5 +187,34 @@ let private deadlineTests =
 
               Expect.equal (TaskQueues.preemptDeadline (span neutral) running interval nextTimer now) deadline "same") ]
 
+let private knownBugs =
+    testList
+        "known core bugs"
+        [ knownBug
+              quick
+              "account never decreases Vruntime, even after months of CPU at few shares"
+              "vruntime grows Max/shares times faster than CPU time and wraps: after 106 days of CPU at 1 share"
+          <| Prop.forAll
+              (Arb.fromGen (
+                  gen {
+                      let! shares = Gen.choose (Shares.Min, 10)
+                      // The vruntime a queue reaches after (Int64.MaxValue - headroom) * shares / 1000 ns of CPU:
+                      // 106.7 days at 1 share, 2.9 years at 10.
+                      let! headroom = Gen.choose64 (0L, 1_000L * Second)
+                      let! elapsed = Gen.choose64 (Milli, Second)
+                      return shares, headroom, elapsed
+                  }
+              ))
+              (fun (shares, headroom, elapsed) ->
+                  let q =
+                      { TaskQueues.create shares LatencyClass.NotImportant with
+                          Vruntime = Int64.MaxValue - headroom
+                          Runnable = true }
+
+                  let after = TaskQueues.account 0L elapsed 1L true q
+                  // Once it wraps negative the queue has the least vruntime of all and pickNext chooses it for
+                  // the next 106 days.
+                  Expect.isGreaterThanOrEqual after.Vruntime q.Vruntime "vruntime wrapped around") ]
+
 let tests =
-    testList "TaskQueues" [ pickTests; transitionTests; watermarkTests; deadlineTests ]
+    testList "TaskQueues" [ pickTests; transitionTests; watermarkTests; deadlineTests; knownBugs ]
