@@ -58,7 +58,10 @@ let queueState =
         let! shares = shares
         let! latency = latency
         let! vruntime =
-            Gen.frequency [ 3, Gen.choose64 (0L, 1_000L * Second); 1, Gen.choose64 (0L, 1L <<< 62); 1, Gen.choose64 (0L, 3L) ]
+            Gen.frequency
+                [ 3, Gen.choose64 (0L, 1_000L * Second)
+                  1, Gen.choose64 (0L, 1L <<< 62)
+                  1, Gen.choose64 (0L, 3L) ]
         let! runnable = Gen.elements [ true; false ]
         let! since = instant
         let! runtime = Gen.choose64 (0L, 1L <<< 50)

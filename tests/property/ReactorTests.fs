@@ -13,7 +13,10 @@ let private idleSituation =
         let! idleFor = Gen.frequency [ 3, Gen.choose64 (0L, 2L * Milli); 1, Gen.elements [ 0L; 1L ] ]
         let! spin = Gen.frequency [ 1, Gen.constant 0L; 3, Gen.choose64 (0L, Milli); 1, Gen.constant idleFor ]
         let! timerIn =
-            Gen.frequency [ 2, Gen.constant Time.Never; 3, Gen.choose64 (-Milli, 10L * Milli); 1, Gen.elements [ 0L; 1L; -1L ] ]
+            Gen.frequency
+                [ 2, Gen.constant Time.Never
+                  3, Gen.choose64 (-Milli, 10L * Milli)
+                  1, Gen.elements [ 0L; 1L; -1L ] ]
 
         let nextTimer = if timerIn = Time.Never then Time.Never else now + timerIn
         return hasRunnable, now, now - idleFor, spin, nextTimer

@@ -111,7 +111,7 @@ type private Shell(sqEntries: int, cqEntries: int) =
                 let id = inFlight[at]
                 inFlight.RemoveAt at
                 book <- RingBook.completed book
-                Expect.isTrue (completed.Add id) $"operation {id} completed once"
+                Expect.isTrue (completed.Add id) "each operation completes once"
                 retryBacklog take
 
     /// The program stops issuing; the kernel consumes and completes everything, the backlog included.
@@ -131,7 +131,9 @@ type private Shell(sqEntries: int, cqEntries: int) =
 let tests =
     testList
         "RingBook"
-        [ testPropertyWithConfig models "a shell that obeys admit never overfills the rings, and every operation completes once"
+        [ testPropertyWithConfig
+              models
+              "a shell that obeys admit never overfills the rings, and every operation completes once"
           <| Prop.forAll (Arb.fromGen (Gen.zip ringSizes (Gen.listOf command))) (fun ((sqEntries, cqEntries), commands) ->
               let shell = Shell(sqEntries, cqEntries)
 

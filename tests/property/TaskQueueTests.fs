@@ -88,17 +88,29 @@ let private transitionTests =
               Expect.isTrue woken.Runnable "runnable"
               Expect.equal woken.RunnableSinceNs now "runnable since now"
               Expect.equal woken.Vruntime (max q.Vruntime watermark) "vruntime = max(own, watermark)"
-              Expect.equal { woken with Runnable = q.Runnable; RunnableSinceNs = q.RunnableSinceNs; Vruntime = q.Vruntime } q "nothing else changes")
+              let restored =
+                  { woken with
+                      Runnable = q.Runnable
+                      RunnableSinceNs = q.RunnableSinceNs
+                      Vruntime = q.Vruntime }
+
+              Expect.equal restored q "nothing else changes")
 
           testPropertyWithConfig quick "account never decreases Vruntime or RuntimeNs, and charges by the shares"
           <| Prop.forAll
-              (Arb.fromGen (Gen.zip3 queueState (Gen.zip instant elapsed) (Gen.zip (Gen.choose64 (0L, 1000L)) (Gen.elements [ true; false ]))))
+              (Arb.fromGen (
+                  Gen.zip3
+                      queueState
+                      (Gen.zip instant elapsed)
+                      (Gen.zip (Gen.choose64 (0L, 1000L)) (Gen.elements [ true; false ]))
+              ))
               (fun (q, (now, elapsed), (tasks, still)) ->
                   let after = TaskQueues.account now elapsed tasks still q
                   Expect.isGreaterThanOrEqual after.Vruntime q.Vruntime "vruntime never decreases"
                   Expect.isGreaterThanOrEqual after.RuntimeNs q.RuntimeNs "runtime never decreases"
                   Expect.equal (after.RuntimeNs - q.RuntimeNs) (max 0L elapsed) "runtime grows by the CPU used"
-                  Expect.equal (after.Vruntime - q.Vruntime) (Shares.virtualRuntime q.Shares (max 0L elapsed)) "vruntime by the shares"
+                  let charge = Shares.virtualRuntime q.Shares (max 0L elapsed)
+                  Expect.equal (after.Vruntime - q.Vruntime) charge "vruntime by the shares"
                   Expect.equal after.TasksRun (q.TasksRun + tasks) "tasks counted"
                   Expect.equal after.Runnable still "runnable as the shell says"
                   Expect.equal after.RunnableSinceNs now "waits from now")

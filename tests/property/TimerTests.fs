@@ -32,7 +32,9 @@ let private command =
 
     Gen.frequency
         [ 5, Gen.map2 (fun o v -> Push(o, v)) offset (Gen.choose (0, 1000))
-          3, Gen.frequency [ 3, Gen.choose64 (0L, 2L * Milli); 1, Gen.constant 0L; 1, Gen.choose64 (0L, Second) ] |> Gen.map Advance
+          3,
+          Gen.frequency [ 3, Gen.choose64 (0L, 2L * Milli); 1, Gen.constant 0L; 1, Gen.choose64 (0L, Second) ]
+          |> Gen.map Advance
           1, Gen.constant PopOne ]
 
 let private scenario =
@@ -70,7 +72,8 @@ let private check (capacity: int, commands: TimerCommand list) =
             let expected = model[0]
             model.RemoveAt 0
             Expect.isLessThanOrEqual entry.DeadlineNs now "never early"
-            Expect.equal (entry.DeadlineNs, entry.Sequence) (expected.Deadline, expected.Sequence) "(deadline, insertion) order"
+            let order = entry.DeadlineNs, entry.Sequence
+            Expect.equal order (expected.Deadline, expected.Sequence) "(deadline, insertion) order"
             Expect.equal (entry.Id, entry.Version) (expected.Id, expected.Version) "the timer that was set"
             Expect.isTrue (popped.Add entry.Id) "each timer popped once"
 
@@ -119,7 +122,8 @@ let private check (capacity: int, commands: TimerCommand list) =
 let tests =
     testList
         "TimerHeap"
-        [ testPropertyWithConfig models "agrees with a sorted-list model: never early, in order, each timer once" <| Prop.forAll scenario check
+        [ testPropertyWithConfig models "agrees with a sorted-list model: never early, in order, each timer once"
+          <| Prop.forAll scenario check
 
           testPropertyWithConfig quick "pushing then draining at the end of time yields a stable sort by deadline"
           <| Prop.forAll (Arb.fromGen (Gen.listOf (Gen.choose64 (-5L, 5L)))) (fun deadlines ->
