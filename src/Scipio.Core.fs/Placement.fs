@@ -28,15 +28,21 @@ module Placement =
     /// Resolves `spec` against `allowed`, the CPUs the process was allowed at start.
     let resolve (spec: PlacementSpec) (allowed: int array) =
         let check (cpus: int array) =
-            let missing = cpus |> Array.filter (fun c -> not (Array.contains c allowed))
+            let missing = cpus |> Array.distinct |> Array.filter (fun c -> not (Array.contains c allowed))
 
             if cpus.Length = 0 then
                 PinDecision.Invalid "A fenced placement needs at least one CPU."
             elif missing.Length > 0 then
+                let which =
+                    if missing.Length = 1 then
+                        sprintf "CPU %d is" missing[0]
+                    else
+                        sprintf "CPUs %s are" (describe missing)
+
                 PinDecision.Invalid(
                     sprintf
-                        "CPU %s is not among the CPUs this process may use (%s). Choose one of those, or widen the process's affinity (taskset, cgroup cpuset)."
-                        (describe missing)
+                        "%s not among the CPUs this process may use (%s). Choose among those, or widen the process's affinity (taskset, cgroup cpuset)."
+                        which
                         (describe allowed)
                 )
             else

@@ -32,10 +32,11 @@ module Reactor =
         else IdleDecision.Park(nextTimerNs - nowNs)
 
     /// The preemption timer for a queue that must yield by `wantedNs`. `armedNs` is the deadline of the armed timer,
-    /// Time.Never when none is armed.
+    /// Time.Never when none is armed. A wanted deadline of Time.Never needs no timer: Keep.
     let preemptTimer (armedNs: int64) (wantedNs: int64) (nowNs: int64) =
         let after = max 0L (wantedNs - nowNs)
 
-        if armedNs = Time.Never then PreemptTimerDecision.Arm after
+        if wantedNs = Time.Never then PreemptTimerDecision.Keep
+        elif armedNs = Time.Never then PreemptTimerDecision.Arm after
         elif armedNs <= wantedNs then PreemptTimerDecision.Keep
         else PreemptTimerDecision.Move after

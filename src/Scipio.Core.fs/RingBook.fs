@@ -63,7 +63,8 @@ module RingBook =
             Submitted = book.Submitted + int64 count
         }
 
-    /// One completion was reaped for an operation in flight.
+    /// An operation in flight completed. A multishot operation's CQEs flagged IORING_CQE_F_MORE are not completions:
+    /// count only its last one.
     let completed (book: RingBook) =
         { book with
             InFlight = book.InFlight - 1

@@ -17,3 +17,8 @@ module Shares =
     /// Virtual runtime charged for running `elapsedNs` with `shares`: time scaled by Max / shares, so that a queue
     /// with twice the shares is charged half as much for the same CPU time.
     let inline virtualRuntime (shares: int) (elapsedNs: int64) = elapsedNs * int64 Max / int64 shares
+
+    /// CPU time a queue with `shares` runs to be charged `virtualNs`: the inverse of virtualRuntime, computed in
+    /// two parts so that a large gap cannot overflow.
+    let realTime (shares: int) (virtualNs: int64) =
+        virtualNs / int64 Max * int64 shares + virtualNs % int64 Max * int64 shares / int64 Max

@@ -17,6 +17,8 @@ type QueueState =
         Runnable: bool
         /// When the queue last became runnable or was last descheduled while still runnable.
         RunnableSinceNs: int64
+        /// When its last run ended: on a vruntime tie the queue that ran longest ago goes first (round robin).
+        LastRanNs: int64
         /// Total CPU time the queue has run.
         RuntimeNs: int64
         /// Work items run.
@@ -29,8 +31,15 @@ type QueueState =
 
 /// The task-queue scheduler: virtual-runtime fair sharing by shares, with latency-sensitive queues served within
 /// their budget. Each function is a pure transition of one queue, or a read-only decision over all of them.
+/// Vruntimes are compared by their difference, as Linux's CFS does, so they may wrap around (after 106 days of CPU
+/// at 1 share): the spread between queues stays far below 2^63.
 [<RequireQualifiedAccess>]
 module TaskQueues =
+    /// `a` is less than `b`, wrap-safe.
+    let inline private vless (a: int64) (b: int64) = a - b < 0L
+
+    let inline private vmax (a: int64) (b: int64) = if vless a b then b else a
+
     /// A new, idle queue.
     let create (shares: int) (latency: LatencyClass) =
         {
@@ -39,15 +48,16 @@ module TaskQueues =
             Vruntime = 0L
             Runnable = false
             RunnableSinceNs = 0L
+            LastRanNs = 0L
             RuntimeNs = 0L
             TasksRun = 0L
             TimesSelected = 0L
             MaxQueueDelayNs = 0L
         }
 
-    /// The queue gets work while idle. Its virtual runtime is raised to just below the shard's watermark: time
-    /// spent idle is not banked (a queue that slept does not burst past the queues that kept running), yet it goes
-    /// before the queues sitting at the watermark, so its wake-up waits for no one's extra slice.
+    /// The queue gets work while idle. Its virtual runtime is raised to the shard's watermark: time spent idle is
+    /// not banked, so a queue that slept does not burst past the queues that kept running. (It still goes before
+    /// a queue at the watermark that has just run: ties go round robin.)
     let wake (watermark: int64) (nowNs: int64) (queue: QueueState) =
         if queue.Runnable then
             queue
@@ -55,7 +65,7 @@ module TaskQueues =
             { queue with
                 Runnable = true
                 RunnableSinceNs = nowNs
-                Vruntime = max queue.Vruntime (watermark - 1L)
+                Vruntime = vmax queue.Vruntime watermark
             }
 
     /// The scheduler picked the queue at `nowNs`: count it and record how long it waited.
@@ -76,35 +86,42 @@ module TaskQueues =
             TasksRun = queue.TasksRun + tasksRun
             Runnable = stillRunnable
             RunnableSinceNs = nowNs
+            LastRanNs = nowNs
         }
 
     /// New shares for a queue; its virtual runtime so far stands.
     let withShares (shares: int) (queue: QueueState) = { queue with Shares = shares }
 
-    /// The shard's watermark after queue `ran` was accounted: the least virtual runtime among runnable queues and
-    /// `ran` itself (runnable or not: a queue that runs alone and then goes idle must still move the watermark, or
-    /// a queue that wakes later would start far behind it and burst), never moving backwards. `ran` = -1: none.
+    /// The shard's watermark after queue `ran` was accounted: the least virtual runtime among runnable queues,
+    /// or, when none is runnable, the vruntime of `ran` (-1: none ran) — as CFS's min_vruntime follows the task that
+    /// just ran. Without that, a queue that runs alone and goes idle would never move it, and a queue waking later
+    /// would start far behind and burst. Never moves backwards.
     let watermark (queues: ReadOnlySpan<QueueState>) (previous: int64) (ran: int) =
-        let mutable least = Int64.MaxValue
+        let mutable found = false
+        let mutable least = 0L
 
         for i in 0 .. queues.Length - 1 do
-            if (queues[i].Runnable || i = ran) && queues[i].Vruntime < least then
+            if queues[i].Runnable && (not found || vless queues[i].Vruntime least) then
                 least <- queues[i].Vruntime
+                found <- true
 
-        if least = Int64.MaxValue then previous else max previous least
+        if found then vmax previous least
+        elif ran >= 0 && ran < queues.Length then vmax previous queues[ran].Vruntime
+        else previous
 
     /// Whether `a` should run before `b`: less virtual runtime first; on a tie a latency-sensitive queue, then the
-    /// one that has waited longer.
+    /// one whose last run ended longer ago (round robin: a queue woken at the watermark goes before the queue that
+    /// was just descheduled there, so a wake-up waits for no one's extra slice).
     let private runsBefore (a: QueueState) (b: QueueState) =
         if a.Vruntime <> b.Vruntime then
-            a.Vruntime < b.Vruntime
+            vless a.Vruntime b.Vruntime
         else
             let aMatters = Latency.matters a.Latency
 
             if aMatters <> Latency.matters b.Latency then
                 aMatters
             else
-                a.RunnableSinceNs < b.RunnableSinceNs
+                a.LastRanNs < b.LastRanNs
 
     /// The index of the queue to run next, or -1 when none is runnable. Ties go to the lower index.
     let pickNext (queues: ReadOnlySpan<QueueState>) =
@@ -116,8 +133,13 @@ module TaskQueues =
 
         best
 
-    /// When the queue `running` must give the CPU back: after one preempt interval, earlier if a runnable
-    /// latency-sensitive queue's budget runs out first, or when the next timer is due (a timer may wake one).
+    /// When the queue `running` must give the CPU back: after one preempt interval, or when the next timer is due
+    /// (a timer may wake a queue), or when a latency-sensitive queue that is next in line would overrun its budget.
+    /// "Next in line": it has the least vruntime of the waiting queues. It can take the CPU only once the running
+    /// queue's vruntime has overtaken its own, so the deadline is never before that: cutting runs short for a queue
+    /// the scheduler would not pick yet only makes runs of one task.
+    /// Latency promise: a Matters queue runs within its budget while it stays within its shares; one that used
+    /// more waits until the others catch up, as shares say.
     let preemptDeadline
         (queues: ReadOnlySpan<QueueState>)
         (running: int)
@@ -126,12 +148,25 @@ module TaskQueues =
         (nowNs: int64)
         =
         let mutable deadline = min (Time.addSaturating nowNs preemptIntervalNs) nextTimerNs
+        let mutable next = -1
 
         for i in 0 .. queues.Length - 1 do
-            if i <> running && queues[i].Runnable then
-                let budget = Latency.budget queues[i].Latency
+            if i <> running && queues[i].Runnable && (next < 0 || runsBefore queues[i] queues[next]) then
+                next <- i
 
-                if budget <> Time.Never then
-                    deadline <- min deadline (Time.addSaturating queues[i].RunnableSinceNs budget)
+        if next >= 0 && running >= 0 && running < queues.Length && Latency.matters queues[next].Latency then
+            let waiting = queues[next]
+            let current = queues[running]
+            let gap = waiting.Vruntime - current.Vruntime
+
+            let overtakes =
+                if gap < 0L then
+                    nowNs
+                else
+                    // +1: pass it, not tie.
+                    Time.addSaturating nowNs (Shares.realTime current.Shares gap + 1L)
+
+            let budgetEnds = Time.addSaturating waiting.RunnableSinceNs (Latency.budget waiting.Latency)
+            deadline <- min deadline (max budgetEnds overtakes)
 
         max nowNs deadline

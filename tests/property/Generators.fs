@@ -16,14 +16,6 @@ let models = { FsCheckConfig.defaultConfig with maxTest = 200; endSize = 200 }
 /// well under 30 s on two cores.
 let simulations = { FsCheckConfig.defaultConfig with maxTest = 100 }
 
-/// A property that shows a bug in Scipio.Core. It stays pending (ptest) until the core is fixed, so that the suite
-/// is green; the reason is part of its name, and Main prints every pending test with its reason before the run.
-let knownBug (config: FsCheckConfig) (name: string) (reason: string) property =
-    ptestPropertyWithConfig config $"{name} [pending: {reason}]" property
-
-/// An example that shows a bug in Scipio.Core, pending like `knownBug`.
-let knownBugExample (name: string) (reason: string) body = ptestCase $"{name} [pending: {reason}]" body
-
 /// Nanoseconds in a microsecond, for readable literals.
 [<Literal>]
 let Micro = 1_000L
@@ -64,6 +56,7 @@ let queueState =
                   1, Gen.choose64 (0L, 3L) ]
         let! runnable = Gen.elements [ true; false ]
         let! since = instant
+        let! lastRan = instant
         let! runtime = Gen.choose64 (0L, 1L <<< 50)
         let! tasks = Gen.choose64 (0L, 1L <<< 40)
         let! selected = Gen.choose64 (0L, 1L <<< 40)
@@ -74,6 +67,7 @@ let queueState =
                 Vruntime = vruntime
                 Runnable = runnable
                 RunnableSinceNs = since
+                LastRanNs = lastRan
                 RuntimeNs = runtime
                 TasksRun = tasks
                 TimesSelected = selected
@@ -95,7 +89,8 @@ let queueStates =
                 Array.init n (fun i ->
                     { states[i] with
                         Vruntime = vruntimes[i]
-                        RunnableSinceNs = sinces[i] })
+                        RunnableSinceNs = sinces[i]
+                        LastRanNs = sinces[(i + 1) % n] })
         else
             return states
     }

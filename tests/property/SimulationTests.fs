@@ -249,22 +249,19 @@ let private latency =
               checkRunsHonourDeadlines scenario trace
               checkLatency scenario trace (fun w -> w.OwnVruntime <= w.Watermark)) ]
 
-/// Properties that fail on the core as it is; each names the bug, which KNOWN-BUGS.md describes.
-let private knownBugs =
+/// Core bugs this suite found (KNOWN-BUGS.md tells the story), kept as regressions.
+let private regressions =
     testList
-        "known core bugs"
-        [ knownBug
+        "regressions"
+        [ testPropertyWithConfig
               simulations
               "queues that come and go, at times all idle: no queue starves or runs ahead of the watermark"
-              "the watermark stalls while the only runnable queue runs and goes idle, so a sleeper banks that time"
           <| Prop.forAll comeAndGoScenario (fun scenario ->
               let trace = Simulator.run scenario
               checkLeads scenario trace
               checkNoStarvation scenario trace)
 
-          knownBugExample
-              "a queue that ran alone for half a second is starved for 100 ms by a queue that slept through it"
-              "the watermark stalls while the only runnable queue runs and goes idle"
+          testCase "a queue that ran alone for half a second is not starved by a queue that slept through it"
           <| fun () ->
               let alone =
                   { Shares = 100
@@ -286,25 +283,16 @@ let private knownBugs =
                     DurationNs = Second
                     Seed = 1UL }
 
-              // Bound: 2 * E = 2.2 ms. Actual: the sleeper wakes at vruntime 0 (the watermark never moved), the
-              // other queue is at 1e9 after 100 ms of CPU at 100 shares, so the sleeper runs alone for 100 ms.
+              // Bound: 2 * E = 2.2 ms. Before the fix the sleeper woke at vruntime 0 (the watermark never moved)
+              // while the other queue was at 1e9, so the sleeper ran alone for 100 ms.
               checkNoStarvation scenario (Simulator.run scenario)
 
-          knownBug
-              simulations
-              "a Matters queue runs within its budget whatever its vruntime"
-              "pickNext ignores budgets: a Matters queue ahead of the watermark waits for the others to catch up"
-          <| Prop.forAll latencyScenario (fun scenario ->
-              let trace = Simulator.run scenario
-              checkLatency scenario trace (fun _ -> true))
-
-          knownBug
+          testPropertyWithConfig
               simulations
               "a run cut short for a latency budget hands the CPU to a latency-sensitive queue"
-              "preemptDeadline cuts runs for Matters queues that pickNext will not choose: single-task runs"
           <| Prop.forAll
               (Arb.fromGen (Gen.oneof [ Arb.toGen mixedScenario; Arb.toGen latencyScenario ]))
               (fun scenario -> checkBudgetCutsServeLatency scenario (Simulator.run scenario)) ]
 
 let tests =
-    testList "Simulation" [ fairness; comeAndGo; latency; knownBugs ]
+    testList "Simulation" [ fairness; comeAndGo; latency; regressions ]

@@ -253,7 +253,7 @@ let run (scenario: Scenario) : Trace =
             if stillRunnable then
                 runnableSince[i] <- now
 
-            watermark <- TaskQueues.watermark (ReadOnlySpan states) watermark
+            watermark <- TaskQueues.watermark (ReadOnlySpan states) watermark i
 
             runs.Add
                 { Queue = i

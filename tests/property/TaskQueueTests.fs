@@ -16,7 +16,7 @@ let private referencePick (queues: QueueState array) =
     queues
     |> Array.indexed
     |> Array.filter (fun (_, q) -> q.Runnable)
-    |> Array.sortBy (fun (i, q) -> q.Vruntime, not (Latency.matters q.Latency), q.RunnableSinceNs, i)
+    |> Array.sortBy (fun (i, q) -> q.Vruntime, not (Latency.matters q.Latency), q.LastRanNs, i)
     |> Array.tryHead
     |> Option.map fst
     |> Option.defaultValue -1
@@ -46,7 +46,7 @@ let private pickTests =
                       if q.Runnable then
                           Expect.isLessThanOrEqual queues[picked].Vruntime q.Vruntime "least vruntime")
 
-          testPropertyWithConfig quick "breaks ties by latency class, then longest wait, then lowest index"
+          testPropertyWithConfig quick "breaks ties by latency class, then least recently run, then lowest index"
           <| Prop.forAll (Arb.fromGen queueStates) (fun queues ->
               Expect.equal (TaskQueues.pickNext (span queues)) (referencePick queues) "the reference order")
 
@@ -55,8 +55,8 @@ let private pickTests =
               (Arb.fromGen (
                   gen {
                       let! queues = queueStates
-                      // Distinct waits so that only the index tie-break could depend on the order.
-                      let queues = queues |> Array.mapi (fun i q -> { q with RunnableSinceNs = int64 i })
+                      // Distinct last runs so that only the index tie-break could depend on the order.
+                      let queues = queues |> Array.mapi (fun i q -> { q with LastRanNs = int64 i })
                       let! order = Gen.shuffle [| 0 .. queues.Length - 1 |]
                       return queues, order
                   }
@@ -113,7 +113,8 @@ let private transitionTests =
                   Expect.equal (after.Vruntime - q.Vruntime) charge "vruntime by the shares"
                   Expect.equal after.TasksRun (q.TasksRun + tasks) "tasks counted"
                   Expect.equal after.Runnable still "runnable as the shell says"
-                  Expect.equal after.RunnableSinceNs now "waits from now")
+                  Expect.equal after.RunnableSinceNs now "waits from now"
+                  Expect.equal after.LastRanNs now "ran until now")
 
           testPropertyWithConfig quick "select counts the pick and keeps the longest wait"
           <| Prop.forAll (Arb.fromGen (Gen.zip queueState instant)) (fun (q, now) ->
@@ -133,19 +134,25 @@ let private watermarkTests =
         "watermark"
         [ testPropertyWithConfig quick "never decreases"
           <| Prop.forAll (Arb.fromGen (Gen.zip queueStates (Gen.choose64 (0L, 1L <<< 62)))) (fun (queues, previous) ->
-              Expect.isGreaterThanOrEqual (TaskQueues.watermark (span queues) previous) previous "monotone")
+              for ran in -1 .. queues.Length - 1 do
+                  Expect.isGreaterThanOrEqual (TaskQueues.watermark (span queues) previous ran) previous "monotone")
 
-          testPropertyWithConfig quick "is the least runnable vruntime, or the previous one if that is larger"
+          testPropertyWithConfig
+              quick
+              "is the least runnable vruntime, else the vruntime of the queue that ran, or the previous one if larger"
           <| Prop.forAll (Arb.fromGen (Gen.zip queueStates (Gen.choose64 (0L, 1L <<< 62)))) (fun (queues, previous) ->
               let runnable = queues |> Array.filter _.Runnable
 
-              let expected =
-                  if runnable.Length = 0 then
-                      previous
-                  else
-                      max previous (runnable |> Array.map _.Vruntime |> Array.min)
+              for ran in -1 .. queues.Length - 1 do
+                  let expected =
+                      if runnable.Length > 0 then
+                          max previous (runnable |> Array.map _.Vruntime |> Array.min)
+                      elif ran >= 0 then
+                          max previous queues[ran].Vruntime
+                      else
+                          previous
 
-              Expect.equal (TaskQueues.watermark (span queues) previous) expected "max(previous, least runnable)") ]
+                  Expect.equal (TaskQueues.watermark (span queues) previous ran) expected "CFS's min_vruntime rule") ]
 
 let private deadlineTests =
     let input =
@@ -172,18 +179,45 @@ let private deadlineTests =
               Expect.isGreaterThanOrEqual deadline now "not in the past"
               Expect.isLessThanOrEqual deadline (Time.addSaturating now interval) "within one interval")
 
-          testPropertyWithConfig quick "is the earliest of interval, next timer and other runnable queues' budgets"
+          testPropertyWithConfig
+              quick
+              "is the earliest of interval, next timer and, for a latency-sensitive queue next in line, its budget once it can be picked"
           <| Prop.forAll (Arb.fromGen input) (fun (queues, running, interval, nextTimer, now) ->
               let deadline = TaskQueues.preemptDeadline (span queues) running interval nextTimer now
+              let waiting = queues |> Array.mapi (fun i q -> if i = running then { q with Runnable = false } else q)
+              let next = TaskQueues.pickNext (span waiting)
 
-              let budgets =
-                  queues
-                  |> Array.indexed
-                  |> Array.filter (fun (i, q) -> i <> running && q.Runnable && Latency.matters q.Latency)
-                  |> Array.map (fun (_, q) -> Time.addSaturating q.RunnableSinceNs (Latency.budget q.Latency))
+              let latencyLimit =
+                  if next >= 0 && Latency.matters queues[next].Latency then
+                      let gap = queues[next].Vruntime - queues[running].Vruntime
+                      // When the running queue's vruntime has passed the waiting one's, so pickNext would take it.
+                      let overtakes =
+                          if gap < 0L then now
+                          else Time.addSaturating now (Shares.realTime queues[running].Shares gap + 1L)
 
-              let earliest = Array.fold min (min (Time.addSaturating now interval) nextTimer) budgets
+                      max (Time.addSaturating queues[next].RunnableSinceNs (Latency.budget queues[next].Latency)) overtakes
+                  else
+                      Time.Never
+
+              let earliest = min (min (Time.addSaturating now interval) nextTimer) latencyLimit
               Expect.equal deadline (max now earliest) "max(now, earliest limit)")
+
+          testPropertyWithConfig quick "only the queue next in line can shorten the slice for its budget"
+          <| Prop.forAll (Arb.fromGen input) (fun (queues, running, interval, nextTimer, now) ->
+              let deadline = TaskQueues.preemptDeadline (span queues) running interval nextTimer now
+              let waiting = queues |> Array.mapi (fun i q -> if i = running then { q with Runnable = false } else q)
+              let next = TaskQueues.pickNext (span waiting)
+              // Every other waiting queue becomes a throughput queue: pickNext still picks `next` (being
+              // latency-sensitive only ever wins ties), and the deadline must not move.
+              let others =
+                  queues
+                  |> Array.mapi (fun i q ->
+                      if i <> next && i <> running then
+                          { q with Latency = LatencyClass.NotImportant }
+                      else
+                          q)
+
+              Expect.equal (TaskQueues.preemptDeadline (span others) running interval nextTimer now) deadline "same")
 
           testPropertyWithConfig quick "ignores the running queue's own budget and idle queues"
           <| Prop.forAll (Arb.fromGen input) (fun (queues, running, interval, nextTimer, now) ->
@@ -199,13 +233,10 @@ let private deadlineTests =
 
               Expect.equal (TaskQueues.preemptDeadline (span neutral) running interval nextTimer now) deadline "same") ]
 
-let private knownBugs =
+let private vruntimeWraps =
     testList
-        "known core bugs"
-        [ knownBug
-              quick
-              "account never decreases Vruntime, even after months of CPU at few shares"
-              "vruntime grows Max/shares times faster than CPU time and wraps: after 106 days of CPU at 1 share"
+        "vruntime wraps around"
+        [ testPropertyWithConfig quick "after months of CPU at few shares the queue that ran still goes after the others"
           <| Prop.forAll
               (Arb.fromGen (
                   gen {
@@ -223,10 +254,11 @@ let private knownBugs =
                           Vruntime = Int64.MaxValue - headroom
                           Runnable = true }
 
+                  let other = { q with TasksRun = 0L }
                   let after = TaskQueues.account 0L elapsed 1L true q
-                  // Once it wraps negative the queue has the least vruntime of all and pickNext chooses it for
-                  // the next 106 days.
-                  Expect.isGreaterThanOrEqual after.Vruntime q.Vruntime "vruntime wrapped around") ]
+                  // The vruntime wraps past Int64.MaxValue; compared by difference, as CFS does, it is still later.
+                  Expect.equal (TaskQueues.pickNext (span [| after; other |])) 1 "the queue that did not run goes first"
+                  Expect.equal (TaskQueues.watermark (span [| after; other |]) other.Vruntime 0) other.Vruntime "watermark") ]
 
 let tests =
-    testList "TaskQueues" [ pickTests; transitionTests; watermarkTests; deadlineTests; knownBugs ]
+    testList "TaskQueues" [ pickTests; transitionTests; watermarkTests; deadlineTests; vruntimeWraps ]

@@ -74,7 +74,7 @@ let checkWatermark (trace: Trace) =
 /// A woken queue's vruntime is max(own, watermark): time asleep is not banked.
 let checkWakes (trace: Trace) =
     for w in trace.Wakes do
-        if w.Vruntime < w.Watermark || w.Vruntime <> max w.OwnVruntime w.Watermark then
+        if w.Vruntime <> max w.OwnVruntime w.Watermark then
             failtestf "wake %A: vruntime must be max(own, watermark)" w
 
 /// Work is noticed in time: within one task when the shard is busy (preemptDeadline stops a run at the next timer,
