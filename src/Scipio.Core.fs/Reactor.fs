@@ -24,12 +24,20 @@ type PreemptTimerDecision =
 [<RequireQualifiedAccess>]
 module Reactor =
     /// Whether and how long the shard may block. `idleSinceNs` is when the loop last found nothing to run and
-    /// `spinNs` how long it busy-polls before parking; `nextTimerNs` the earliest timer (Time.Never if none).
-    let idle (hasRunnable: bool) (nowNs: int64) (idleSinceNs: int64) (spinNs: int64) (nextTimerNs: int64) =
+    /// `spinNs` how long it busy-polls before parking; `nextTimerNs` the earliest timer (Time.Never if none). While
+    /// the poll ring has operations in flight the shard never blocks: IOPOLL completions appear only when polled.
+    let idle (hasRunnable: bool) (pollInFlight: bool) (nowNs: int64) (idleSinceNs: int64) (spinNs: int64) (nextTimerNs: int64) =
         if hasRunnable || nextTimerNs <= nowNs then IdleDecision.Continue
-        elif nowNs - idleSinceNs < spinNs then IdleDecision.Spin
+        elif pollInFlight || nowNs - idleSinceNs < spinNs then IdleDecision.Spin
         elif nextTimerNs = Time.Never then IdleDecision.Park Time.Never
         else IdleDecision.Park(nextTimerNs - nowNs)
+
+    /// Whether the running queue needs the preemption timer at all: only if something could want the CPU before
+    /// it yields by itself — another runnable queue, a pending timer, or I/O in flight on the main or poll ring
+    /// whose completion could wake a queue. (Latency-ring completions and work posted from other threads raise
+    /// NeedPreempt by themselves.)
+    let preemptionNeeded (anotherRunnable: bool) (nextTimerNs: int64) (mainOrPollInFlight: bool) =
+        anotherRunnable || nextTimerNs <> Time.Never || mainOrPollInFlight
 
     /// The preemption timer for a queue that must yield by `wantedNs`. `armedNs` is the deadline of the armed timer,
     /// Time.Never when none is armed. A wanted deadline of Time.Never needs no timer: Keep.

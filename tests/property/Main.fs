@@ -11,6 +11,7 @@ let tests =
           RingBookTests.tests
           PlacementTests.tests
           ReactorTests.tests
+          RoutingTests.tests
           SimulationTests.tests ]
 
 [<EntryPoint>]

@@ -37,20 +37,38 @@ let tests =
         "Reactor"
         [ testPropertyWithConfig quick "idle never parks or spins while something is runnable or a timer is due"
           <| Prop.forAll (Arb.fromGen idleSituation) (fun (hasRunnable, now, idleSince, spin, nextTimer) ->
-              let decision = Reactor.idle hasRunnable now idleSince spin nextTimer
+              let decision = Reactor.idle hasRunnable false now idleSince spin nextTimer
 
               if hasRunnable || nextTimer <= now then
                   Expect.equal decision IdleDecision.Continue "keep running")
 
+          testPropertyWithConfig quick "idle never parks while the poll ring has operations in flight"
+          <| Prop.forAll (Arb.fromGen idleSituation) (fun (hasRunnable, now, idleSince, spin, nextTimer) ->
+              match Reactor.idle hasRunnable true now idleSince spin nextTimer with
+              | IdleDecision.Park _ -> failtest "parked with polled I/O in flight: its completions appear only when polled"
+              | IdleDecision.Spin -> Expect.isFalse (hasRunnable || nextTimer <= now) "spins only with nothing to run"
+              | IdleDecision.Continue -> Expect.isTrue (hasRunnable || nextTimer <= now) "continues only for work")
+
+          testPropertyWithConfig quick "the preemption timer is needed exactly when something may want the CPU"
+          <| Prop.forAll
+              (Arb.fromGen (Gen.zip3 (Gen.elements [ true; false ]) (Gen.elements [ Time.Never; 0L; 5L * Milli ]) (Gen.elements [ true; false ])))
+              (fun (another, nextTimer, inFlight) ->
+                  Expect.equal
+                      (Reactor.preemptionNeeded another nextTimer inFlight)
+                      (another || nextTimer <> Time.Never || inFlight)
+                      "another runnable queue, a pending timer or I/O in flight"
+
+                  Expect.isFalse (Reactor.preemptionNeeded false Time.Never false) "a lone queue with nothing pending runs on")
+
           testPropertyWithConfig quick "idle spins exactly inside the spin window"
           <| Prop.forAll (Arb.fromGen idleSituation) (fun (hasRunnable, now, idleSince, spin, nextTimer) ->
-              let decision = Reactor.idle hasRunnable now idleSince spin nextTimer
+              let decision = Reactor.idle hasRunnable false now idleSince spin nextTimer
               let mayBlock = not hasRunnable && nextTimer > now
               Expect.equal (decision = IdleDecision.Spin) (mayBlock && now - idleSince < spin) $"%A{decision}")
 
           testPropertyWithConfig quick "idle parks until the next timer: never a negative timeout, Never without timers"
           <| Prop.forAll (Arb.fromGen idleSituation) (fun (hasRunnable, now, idleSince, spin, nextTimer) ->
-              match Reactor.idle hasRunnable now idleSince spin nextTimer with
+              match Reactor.idle hasRunnable false now idleSince spin nextTimer with
               | IdleDecision.Park timeout ->
                   Expect.isFalse hasRunnable "nothing runnable"
                   Expect.isGreaterThanOrEqual (now - idleSince) spin "spin window over"

@@ -196,7 +196,7 @@ let run (scenario: Scenario) : Trace =
             let nextMessage = Array.min messageAt
 
             let until =
-                match Reactor.idle false now idleSince scenario.SpinNs timers.NextDeadline with
+                match Reactor.idle false false now idleSince scenario.SpinNs timers.NextDeadline with
                 | IdleDecision.Continue -> failwith $"Reactor.idle said Continue at {now} with nothing runnable or due"
                 | IdleDecision.Spin -> min (idleSince + scenario.SpinNs) (min timers.NextDeadline nextMessage)
                 | IdleDecision.Park timeout -> min (Time.addSaturating now timeout) nextMessage

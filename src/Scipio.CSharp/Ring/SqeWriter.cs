@@ -38,6 +38,15 @@ internal static class SqeWriter
         sqe.UserData = userData;
     }
 
+    /// <summary>A one-shot poll of <paramref name="fd"/> for <paramref name="events"/> (POLLIN…).</summary>
+    public static void PollAdd(ref IoUringSqe sqe, int fd, uint events, ulong userData)
+    {
+        sqe.Opcode = Opcode.PollAdd;
+        sqe.Fd = fd;
+        sqe.OpFlags = events; // poll32_events
+        sqe.UserData = userData;
+    }
+
     /// <summary>Cancels the in-flight operation whose user_data is <paramref name="target"/>.</summary>
     public static void AsyncCancel(ref IoUringSqe sqe, ulong target, ulong userData)
     {

@@ -33,6 +33,22 @@ internal sealed class IoOperation : ShardOperation
     /// <summary>Whether the operation has been handed to the reactor and not completed.</summary>
     public bool InFlight { get; set; }
 
+    /// <summary>The ring it was submitted to.</summary>
+    public RingChannel? Channel { get; set; }
+
+    /// <summary>O_DIRECT I/O, which may go to the poll ring.</summary>
+    public bool DirectIo { get; private set; }
+
+    /// <summary>(major &lt;&lt; 32) | minor of the file's block device, for O_DIRECT I/O.</summary>
+    public ulong DeviceKey { get; private set; }
+
+    /// <summary>Marks the use as O_DIRECT I/O on the given device, so that routing may send it to the poll ring.</summary>
+    public void SetDirect(ulong deviceKey)
+    {
+        DirectIo = true;
+        DeviceKey = deviceKey;
+    }
+
     /// <summary>Sets the operation up for a use; then call one of the Set* methods and submit.</summary>
     public IoOperation Prepare(string what, string? path, CancellationToken ct)
     {
@@ -167,6 +183,9 @@ internal sealed class IoOperation : ShardOperation
     protected override void Reset()
     {
         ReleaseBuffers();
+        Channel = null;
+        DirectIo = false;
+        DeviceKey = 0;
         _opcode = Opcode.Nop;
         _fd = -1;
         _address = _address2 = _offset = 0;

@@ -41,7 +41,7 @@ internal sealed class ShardExecutor : IDisposable
         _hasWork = HasWork;
         _now = Clock.NowNs;
         Reactor = new ShardReactor(options.RingEntries);
-        _latencyRing = Reactor.Latency;
+        _latencyRing = Reactor.Latency.Ring;
         YieldSource = new YieldIfNeededSource(this);
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
         CurrentQueue = DefaultQueue;
@@ -115,12 +115,9 @@ internal sealed class ShardExecutor : IDisposable
 
     public ShardStats Stats()
     {
-        var book = Reactor.Book;
-        var (latSub, latDone) = Reactor.LatencyCounts;
         return new ShardStats(
-            Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, _preemptions,
-            new RingStats(book.Submitted, book.Completed, book.InFlight + book.Prepared, Reactor.Backlogged, Reactor.Main.Flags.ToString()),
-            new RingStats(latSub, latDone, (int)(latSub - latDone), 0, Reactor.Latency.Flags.ToString()),
+            Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, Reactor.Wakeups, _preemptions, Reactor.PollFallbacks,
+            Reactor.StatsOf(Reactor.Main), Reactor.StatsOf(Reactor.Latency), Reactor.StatsOf(Reactor.Poll),
             _queues.Select(QueueStats).ToArray());
     }
 
@@ -256,8 +253,7 @@ internal sealed class ShardExecutor : IDisposable
         while (!_stopRequested)
         {
             _loopTurns++;
-            Reactor.ReapLatency();
-            Reactor.ReapMain();
+            Reactor.Reap();
             DrainInbox();
             _now = Clock.NowNs;
             FireDueTimers(_now);
@@ -273,7 +269,7 @@ internal sealed class ShardExecutor : IDisposable
 
             Reactor.Flush();
             if (idleSince < 0) idleSince = _now;
-            var decision = Core.Reactor.idle(false, _now, idleSince, _spinNs, _timers.NextDeadline);
+            var decision = Core.Reactor.idle(false, Reactor.Poll.Busy > 0, _now, idleSince, _spinNs, _timers.NextDeadline);
             if (decision.IsPark)
             {
                 _parks++;
@@ -289,7 +285,9 @@ internal sealed class ShardExecutor : IDisposable
         long start = _now;
         if (queue.Shares.IsDynamic) _states[index] = TaskQueues.withShares(queue.Shares.Current, _states[index]);
         _states[index] = TaskQueues.select(start, _states[index]);
-        Reactor.PreparePreempt(TaskQueues.preemptDeadline(States, index, _preemptIntervalNs, _timers.NextDeadline, start), start);
+        long nextTimer = _timers.NextDeadline;
+        bool needed = Core.Reactor.preemptionNeeded(AnotherQueueRunnable(index), nextTimer, Reactor.OperationsInFlight);
+        Reactor.PreparePreempt(needed ? TaskQueues.preemptDeadline(States, index, _preemptIntervalNs, nextTimer, start) : Time.Never, start);
 
         CurrentQueue = queue;
         SynchronizationContext.SetSynchronizationContext(queue);
@@ -311,7 +309,7 @@ internal sealed class ShardExecutor : IDisposable
                 // be reaped; the slice's end, due timers and cross-thread posts all show up in NeedPreempt. So the
                 // loop turn (two clock reads) is skipped and the yielded continuation runs from the queue's back.
                 _yieldRequested = false;
-                if (Reactor.Main.HasCompletions || Reactor.Main.KernelHasPendingWork || AnotherQueueRunnable(index)) break;
+                if (Reactor.CompletionsWaiting || AnotherQueueRunnable(index)) break;
             }
         }
         _yieldRequested = false;

@@ -1,48 +1,50 @@
 using Scipio.Core;
 using Scipio.Interop;
 using Scipio.Ring;
-using RingBooks = Scipio.Core.RingBookModule;
 
 namespace Scipio.Runtime;
 
-/// <summary>A shard's rings and what flows through them: operations in (admitted by the core's RingBook, held in a
-/// backlog when the CQ could overflow), completions out (dispatched to their operations), the preemption timer on
-/// the latency ring, and the eventfd that lets other threads wake a parked shard. Shard thread only, except
-/// <see cref="Wake"/>.</summary>
+/// <summary>A shard's three rings and what flows through them. Operations go where the core's
+/// <see cref="Routing"/> says: O_DIRECT I/O on a device that polls to the poll ring, a latency-sensitive queue's
+/// operations to the latency ring, the rest to the main ring. Completions come back to their operations. The
+/// preemption timer lives on the latency ring, so any latency event makes NeedPreempt true; before parking on the
+/// main ring the shard polls the latency ring's fd from it (POLL_ADD), and keeps an eventfd read armed there so
+/// other threads can wake it. Shard thread only, except <see cref="Wake"/>.</summary>
 internal sealed class ShardReactor : IDisposable
 {
     // user_data of internal events: bit 63 set, so they never collide with an operation's slot|version.
-    private const ulong TagPreempt = 1ul << 63 | 1, TagPreemptUpdate = 1ul << 63 | 2, TagWake = 1ul << 63 | 3,
-        TagCancel = 1ul << 63 | 4;
+    internal const ulong TagPreempt = 1ul << 63 | 1, TagPreemptUpdate = 1ul << 63 | 2, TagWake = 1ul << 63 | 3,
+        TagCancel = 1ul << 63 | 4, TagLatencyPoll = 1ul << 63 | 5;
     private const uint AsyncCancelAny = 1u << 2; // IORING_ASYNC_CANCEL_ANY (5.19)
+    private const uint PollIn = 0x1;
 
-    public readonly Ring.Ring Main;
-    public readonly Ring.Ring Latency;
-    private RingBook _book;
+    public readonly RingChannel Main, Latency, Poll;
     private readonly List<IoOperation> _ops = [];
     private readonly Stack<IoOperation> _free = new();
-    private readonly Queue<IoOperation> _backlog = new();
-    private readonly Queue<ulong> _pendingCancels = new();
-    private long _backlogged;
+    private readonly Dictionary<ulong, PollSupport> _devices = [];
+    private int _operationsInFlightOnMainOrPoll;
+    private long _pollFallbacks;
 
     private long _preemptArmedUntil = Time.Never;
     private readonly nint _timespec; // the preemption timer's timespec; the kernel copies it at submission
-    private long _latencySubmitted, _latencyCompleted;
+    private bool _latencyPollArmed;
 
     private readonly int _eventFd;
     private readonly nint _eventBuffer; // 8 bytes the eventfd read fills
     private bool _wakeArmed;
     private int _parked, _wakePending;
+    private long _wakeups;
 
     public ShardReactor(int ringEntries)
     {
-        Main = Ring.Ring.Create(RingRole.Main, (uint)ringEntries);
+        var made = new List<IDisposable>();
         try
         {
-            Main.RequireOpcodes([Opcode.Nop, Opcode.Read, Opcode.Write, Opcode.OpenAt, Opcode.Close, Opcode.Fsync,
-                Opcode.Statx, Opcode.Timeout, Opcode.TimeoutRemove, Opcode.AsyncCancel]);
-            Latency = Ring.Ring.Create(RingRole.Latency, 8);
-            _book = RingBooks.create((int)Main.SqEntries, (int)Main.CqEntries);
+            Main = Channel(RingKind.Main, RingRole.Main, (uint)ringEntries, made);
+            Main.Ring.RequireOpcodes([Opcode.Nop, Opcode.Read, Opcode.Write, Opcode.OpenAt, Opcode.Close, Opcode.Fsync,
+                Opcode.Statx, Opcode.Timeout, Opcode.TimeoutRemove, Opcode.AsyncCancel, Opcode.PollAdd]);
+            Latency = Channel(RingKind.Latency, RingRole.Latency, (uint)Math.Max(32, ringEntries / 4), made);
+            Poll = Channel(RingKind.Poll, RingRole.Poll, (uint)ringEntries, made);
             _eventFd = Libc.EventFd(0, Libc.EfdCloexec);
             if (_eventFd < 0) throw Errno.ToException(Libc.LastErrno, "eventfd for waking the shard");
             _timespec = Pinning.AllocZeroed(16);
@@ -50,23 +52,31 @@ internal sealed class ShardReactor : IDisposable
         }
         catch
         {
-            Latency?.Dispose();
-            Main.Dispose();
+            foreach (var d in made) d.Dispose();
             throw;
         }
     }
 
-    /// <summary>True when the latency ring has a completion: the preemption timer fired (or, later, latency I/O
-    /// completed). A memory compare, no syscall.</summary>
-    public bool LatencyEventPending => Latency.HasCompletions;
+    private static RingChannel Channel(RingKind kind, RingRole role, uint entries, List<IDisposable> made)
+    {
+        var channel = new RingChannel(kind, Ring.Ring.Create(role, entries));
+        made.Add(channel);
+        return channel;
+    }
 
-    public int InFlight => _book.InFlight + _book.Prepared;
+    /// <summary>True when the latency ring has a completion: the preemption timer fired or latency-sensitive I/O
+    /// completed. A memory compare, no syscall.</summary>
+    public bool LatencyEventPending => Latency.Ring.HasCompletions;
 
-    public long Backlogged => _backlogged;
+    /// <summary>True while operations are in flight on the main or poll ring: a completion there could make a queue
+    /// runnable, so the running queue must be preempted now and then to let the loop reap it.</summary>
+    public bool OperationsInFlight => _operationsInFlightOnMainOrPoll > 0;
 
-    public RingBook Book => _book;
+    /// <summary>Completions of the main or poll ring may be waiting to be reaped (memory reads, no syscall).</summary>
+    public bool CompletionsWaiting => Main.Ring.HasCompletions || Main.Ring.KernelHasPendingWork || Poll.Busy > 0;
 
-    public (long Submitted, long Completed) LatencyCounts => (_latencySubmitted, _latencyCompleted);
+    public long Wakeups => _wakeups;
+    public long PollFallbacks => _pollFallbacks;
 
     // ---- operations ----
 
@@ -80,198 +90,185 @@ internal sealed class ShardReactor : IDisposable
 
     public void ReturnOperation(IoOperation op) => _free.Push(op);
 
-    /// <summary>Puts an operation on the main ring: written now, after flushing a full SQ, or held in the
-    /// backlog until completions make room.</summary>
+    /// <summary>Puts an operation on the ring the core routes it to.</summary>
     public void Submit(IoOperation op)
     {
-        op.InFlight = true;
-        if (_backlog.Count == 0)
-        {
-            ref var sqe = ref TryGetSqe(out bool ok);
-            if (ok)
-            {
-                op.WriteSqe(ref sqe);
-                return;
-            }
-        }
-        _backlog.Enqueue(op);
-        _backlogged++;
+        var device = op.DirectIo ? DeviceSupport(op.DeviceKey) : PollSupport.Unknown;
+        var channel = ChannelOf(Routing.route(op.DirectIo, device, op.Queue.Latency.ToCore()));
+        if (!channel.Kind.IsLatency) _operationsInFlightOnMainOrPoll++;
+        channel.Submit(op);
     }
 
-    /// <summary>An SQE of the main ring if the core's RingBook admits one more operation (flushing a full SQ
-    /// first), counted as prepared; otherwise ok = false and the caller keeps the operation back.</summary>
-    private ref IoUringSqe TryGetSqe(out bool ok)
+    private RingChannel ChannelOf(RingKind kind) => kind.IsPoll ? Poll : kind.IsLatency ? Latency : Main;
+
+    /// <summary>Whether the block device behind <paramref name="deviceKey"/> ((major &lt;&lt; 32) | minor, from statx)
+    /// polls: sysfs's io_poll, read once per device; a poll-ring EOPNOTSUPP overrides it for good.</summary>
+    public PollSupport DeviceSupport(ulong deviceKey)
     {
-        var admission = RingBooks.admit(_book);
-        if (admission.IsSubmitFirst)
-        {
-            Flush();
-            admission = RingBooks.admit(_book);
-        }
-        if (!admission.IsPrepare)
-        {
-            ok = false;
-            return ref System.Runtime.CompilerServices.Unsafe.NullRef<IoUringSqe>();
-        }
-        ref var sqe = ref Main.TryGetSqe(out ok);
-        if (ok) _book = RingBooks.prepared(_book);
-        return ref sqe;
+        if (_devices.TryGetValue(deviceKey, out var known)) return known;
+        var support = Routing.ofSysfs(ReadIoPoll((uint)(deviceKey >> 32), (uint)deviceKey));
+        _devices[deviceKey] = support;
+        if (support.IsDoesNotPoll) _pollFallbacks++;
+        return support;
     }
 
-    /// <summary>Hands prepared SQEs to the kernel (one syscall), if there are any.</summary>
-    public void Flush()
+    private static string? ReadIoPoll(uint major, uint minor)
     {
-        if (Main.Prepared == 0) return;
-        Account(Main.Enter(0, -1));
+        // A partition has no queue of its own: its disk's is one directory up.
+        foreach (var path in new[] { $"/sys/dev/block/{major}:{minor}/queue/io_poll", $"/sys/dev/block/{major}:{minor}/../queue/io_poll" })
+        {
+            try { return File.ReadAllText(path); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return null;
     }
 
-    private void Account(int entered)
-    {
-        if (entered > 0) _book = RingBooks.submitted(entered, _book);
-        else if (entered < 0 && entered is not (-Errno.EINTR) and not (-Errno.EAGAIN) and not (-Errno.EBUSY) and not (-Errno.ETIME))
-            ThrowHelper.ThrowErrno(-entered, "io_uring_enter on the main ring");
-    }
-
-    /// <summary>Cancels an operation (shard thread): out of the backlog at once, or by IORING_OP_ASYNC_CANCEL —
-    /// the operation then completes when its own CQE arrives, so its buffer is never touched afterwards.</summary>
+    /// <summary>Cancels an operation (shard thread): out of the backlog at once, or by IORING_OP_ASYNC_CANCEL on its
+    /// ring — the operation then completes with its own CQE, so its buffer is never touched afterwards. Polled I/O
+    /// cannot be canceled; it completes within microseconds anyway.</summary>
     public void Cancel(IoOperation op)
     {
-        if (!op.InFlight) return;
-        if (_backlog.Contains(op))
+        if (!op.InFlight || op.Channel is not { } channel) return;
+        if (channel.RemoveFromBacklog(op))
         {
-            int n = _backlog.Count;
-            for (int i = 0; i < n; i++)
-            {
-                var queued = _backlog.Dequeue();
-                if (!ReferenceEquals(queued, op)) _backlog.Enqueue(queued);
-            }
+            Finished(channel);
             op.InFlight = false;
             op.Complete(-Errno.ECANCELED);
             return;
         }
-        SubmitCancel(op.UserData, 0);
+        if (!channel.Kind.IsPoll) channel.SubmitCancel(op.UserData, 0);
     }
 
-    private void SubmitCancel(ulong target, uint flags)
+    private void Finished(RingChannel channel)
     {
-        if (_pendingCancels.Count > 0 || !TryPrepareCancel(target, flags)) _pendingCancels.Enqueue(target);
+        if (!channel.Kind.IsLatency) _operationsInFlightOnMainOrPoll--;
     }
 
-    private bool TryPrepareCancel(ulong target, uint flags)
+    // ---- submission and completion ----
+
+    /// <summary>Hands every ring's prepared SQEs to the kernel: at most one syscall per ring with work.</summary>
+    public void Flush()
     {
-        ref var sqe = ref TryGetSqe(out bool ok);
-        if (!ok) return false;
-        SqeWriter.AsyncCancel(ref sqe, target, TagCancel);
-        sqe.OpFlags = flags; // cancel_flags
-        return true;
+        Main.Flush();
+        Latency.Flush();
+        Poll.Flush();
     }
 
-    // ---- completions ----
-
-    /// <summary>Reaps the main ring: enters the kernel first only if it holds completions back (DEFER_TASKRUN),
-    /// dispatches each CQE, then moves backlogged operations into the room that freed.</summary>
-    public int ReapMain()
+    /// <summary>Reaps all three rings: latency first (it is what preemption is about), then polled I/O, then the
+    /// main ring — entering the kernel only where completions wait there.</summary>
+    public void Reap()
     {
-        if (Main.KernelHasPendingWork) Account(Main.Enter(0, -1));
-        int n = 0;
-        while (Main.TryReadCompletion(out var cqe))
+        Reap(Latency);
+        if (Poll.Busy > 0)
         {
-            n++;
-            _book = RingBooks.completed(_book);
-            Dispatch(cqe);
+            Poll.Poll();
+            Reap(Poll);
         }
-        if (n > 0) DrainBacklog();
-        return n;
+        Main.Poll();
+        Reap(Main);
     }
 
-    private void Dispatch(in IoUringCqe cqe)
+    private void Reap(RingChannel channel)
+    {
+        bool any = false;
+        while (channel.TryRead(out var cqe))
+        {
+            any = true;
+            Dispatch(channel, cqe);
+        }
+        if (any) channel.DrainBacklog();
+    }
+
+    private void Dispatch(RingChannel channel, in IoUringCqe cqe)
     {
         ulong ud = cqe.UserData;
         if ((ud >> 63) != 0)
         {
-            if (ud == TagWake)
+            switch (ud)
             {
-                _wakeArmed = false;
-                Volatile.Write(ref _wakePending, 0);
+                case TagPreempt: _preemptArmedUntil = Time.Never; break;
+                case TagLatencyPoll: _latencyPollArmed = false; break;
+                case TagWake:
+                    _wakeArmed = false;
+                    _wakeups++;
+                    Volatile.Write(ref _wakePending, 0);
+                    break;
             }
-            return; // TagCancel: the canceled operation reports through its own CQE
+            return; // TagCancel, TagPreemptUpdate: what they act on reports through its own CQE
         }
         var op = _ops[(int)(uint)ud];
         if ((ushort)op.Version != (ushort)(ud >> 32) || !op.InFlight) return;
-        op.InFlight = false;
-        if (!op.OnCompletion(cqe.Res)) Submit(op); // the rest of a short write
-    }
-
-    private void DrainBacklog()
-    {
-        while (_pendingCancels.Count > 0 && TryPrepareCancel(_pendingCancels.Peek(), 0)) _pendingCancels.Dequeue();
-        while (_backlog.Count > 0)
+        if (channel.Kind.IsPoll)
         {
-            ref var sqe = ref TryGetSqe(out bool ok);
-            if (!ok) break;
-            _backlog.Dequeue().WriteSqe(ref sqe);
-        }
-    }
-
-    /// <summary>Reaps the latency ring; returns true if the preemption timer fired.</summary>
-    public bool ReapLatency()
-    {
-        bool fired = false;
-        while (Latency.TryReadCompletion(out var cqe))
-        {
-            _latencyCompleted++;
-            if (cqe.UserData == TagPreempt)
+            var (support, resend) = Routing.onPollCompletion(cqe.Res, DeviceSupport(op.DeviceKey));
+            if (resend)
             {
-                _preemptArmedUntil = Time.Never;
-                fired = true;
+                _devices[op.DeviceKey] = support;
+                _pollFallbacks++;
+                Finished(channel);
+                Submit(op); // routed again: the device no longer polls
+                return;
             }
         }
-        return fired;
+        if (!op.OnCompletion(cqe.Res))
+        {
+            channel.Submit(op); // the rest of a short write
+            return;
+        }
+        Finished(channel);
     }
 
     // ---- preemption timer ----
 
-    /// <summary>Makes sure the preemption timer fires by <paramref name="deadlineNs"/>: arms it, moves it earlier,
-    /// or leaves it (the core decides). Costs a syscall only when it changes.</summary>
+    /// <summary>Makes sure the preemption timer fires by <paramref name="deadlineNs"/> (Time.Never: none is
+    /// needed): arms it, moves it earlier, or leaves it — the core decides. A syscall only when it changes.</summary>
     public void PreparePreempt(long deadlineNs, long nowNs)
     {
-        var decision = Reactor.preemptTimer(_preemptArmedUntil, deadlineNs, nowNs);
+        var decision = Core.Reactor.preemptTimer(_preemptArmedUntil, deadlineNs, nowNs);
         if (decision.IsKeep) return;
-        long after = decision.afterNs;
-        var ts = KernelTimespec.FromNanoseconds(after);
-        Pinning.Span(_timespec, 16).Clear();
-        System.Runtime.InteropServices.MemoryMarshal.Write(Pinning.Span(_timespec, 16), in ts);
         ref var sqe = ref Latency.TryGetSqe(out bool ok);
-        if (!ok) return; // cannot happen with one timer and one update in flight; if it did, the next turn retries
+        if (!ok) return; // the latency ring is full of completions to reap: NeedPreempt is already true
+        var ts = KernelTimespec.FromNanoseconds(decision.afterNs);
+        System.Runtime.InteropServices.MemoryMarshal.Write(Pinning.Span(_timespec, 16), in ts);
         if (decision.IsArm) SqeWriter.Timeout(ref sqe, (ulong)_timespec, 0, TagPreempt);
         else SqeWriter.TimeoutRemove(ref sqe, TagPreempt, (ulong)_timespec, IoUringConst.TimeoutUpdate, TagPreemptUpdate);
-        int r = Latency.Enter(0, -1);
-        if (r > 0) _latencySubmitted += r;
+        Latency.Flush(); // now: the timespec is reused, and the timer must start counting
         _preemptArmedUntil = deadlineNs;
     }
 
     // ---- park and wake ----
 
-    /// <summary>Blocks in the kernel until a completion arrives, another thread wakes the shard, or
-    /// <paramref name="timeoutNs"/> passes (Time.Never: no timeout). <paramref name="hasWork"/> is re-checked after
-    /// announcing the park, so a wake-up racing with it is never lost.</summary>
+    /// <summary>Blocks in the kernel on the main ring until a completion arrives there, a latency event (its fd is
+    /// polled from the main ring), a wake from another thread, or <paramref name="timeoutNs"/> (Time.Never: none).
+    /// <paramref name="hasWork"/> is checked after announcing the park, so a wake racing with it is never lost.</summary>
     public void Park(long timeoutNs, Func<bool> hasWork)
     {
         ArmWake();
+        ArmLatencyPoll();
         Volatile.Write(ref _parked, 1);
         Interlocked.MemoryBarrier();
-        if (!hasWork())
-            Account(Main.Enter(1, timeoutNs == Time.Never ? -1 : timeoutNs));
+        if (!hasWork() && !Latency.Ring.HasCompletions)
+            Main.Wait(timeoutNs == Time.Never ? -1 : timeoutNs);
         Volatile.Write(ref _parked, 0);
     }
 
     private void ArmWake()
     {
         if (_wakeArmed) return;
-        ref var sqe = ref TryGetSqe(out bool ok);
+        ref var sqe = ref Main.TryGetSqe(out bool ok);
         if (!ok) return; // the CQ is full of operations in flight: their completions will wake the shard anyway
         SqeWriter.Read(ref sqe, _eventFd, (ulong)_eventBuffer, 8, 0, TagWake);
         _wakeArmed = true;
+    }
+
+    private void ArmLatencyPoll()
+    {
+        if (_latencyPollArmed) return;
+        ref var sqe = ref Main.TryGetSqe(out bool ok);
+        if (!ok) return;
+        SqeWriter.PollAdd(ref sqe, Latency.Ring.Fd, PollIn, TagLatencyPoll);
+        _latencyPollArmed = true;
     }
 
     /// <summary>Wakes the shard if it is parked. Any thread.</summary>
@@ -287,29 +284,35 @@ internal sealed class ShardReactor : IDisposable
     /// is written after the shard is gone. Bounded: gives up after a second.</summary>
     public void Drain()
     {
-        _backlog.Clear();
-        _pendingCancels.Clear();
-        if (_book.InFlight + _book.Prepared == 0) return;
-        SubmitCancel(0, AsyncCancelAny);
-        Flush();
-        long giveUp = Clock.NowNs + 1_000_000_000;
-        while (_book.InFlight > 0 && Clock.NowNs < giveUp)
+        RingChannel[] channels = [Main, Latency, Poll];
+        foreach (var c in channels)
         {
-            Account(Main.Enter(1, 10_000_000));
-            while (Main.TryReadCompletion(out var cqe))
+            c.ClearBacklog();
+            if (c.Busy > 0 && !c.Kind.IsPoll) c.SubmitCancel(0, AsyncCancelAny);
+            c.Flush();
+        }
+        long giveUp = Clock.NowNs + 1_000_000_000;
+        while (channels.Any(c => c.Book.InFlight > 0) && Clock.NowNs < giveUp)
+        {
+            foreach (var c in channels)
             {
-                _book = RingBooks.completed(_book);
-                ulong ud = cqe.UserData;
-                if ((ud >> 63) == 0 && _ops[(int)(uint)ud] is { InFlight: true } op) op.InFlight = false;
+                if (c.Book.InFlight == 0) continue;
+                if (c.Kind.IsPoll) c.Poll();
+                else c.Wait(10_000_000);
+                while (c.TryRead(out var cqe))
+                    if ((cqe.UserData >> 63) == 0 && _ops[(int)(uint)cqe.UserData] is { InFlight: true } op) op.InFlight = false;
             }
         }
         foreach (var op in _ops) op.ReleaseBuffers();
     }
 
+    public RingStats StatsOf(RingChannel channel) => channel.Stats(channel.Ring.Flags.ToString());
+
     public void Dispose()
     {
         Main.Dispose();
         Latency.Dispose();
+        Poll.Dispose();
         Libc.Close(_eventFd);
         Pinning.Free(_timespec);
         Pinning.Free(_eventBuffer);

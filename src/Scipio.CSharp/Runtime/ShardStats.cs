@@ -5,18 +5,27 @@ namespace Scipio;
 /// <param name="TasksRun">Work items run (continuations, spawned work, posts).</param>
 /// <param name="LoopTurns">Turns of the run loop.</param>
 /// <param name="Parks">Times the shard blocked in the kernel for lack of work.</param>
-/// <param name="Preemptions">Times a queue was cut off because its time slice ran out.</param>
-/// <param name="Main">The main ring's counters.</param>
-/// <param name="Latency">The latency ring's counters (the preemption timer lives there).</param>
+/// <param name="Wakeups">Times another thread woke the parked shard (eventfd).</param>
+/// <param name="Preemptions">Times a queue was cut off because NeedPreempt became true: its time slice ran out,
+/// a latency event arrived, or another thread posted work.</param>
+/// <param name="PollFallbacks">Devices found not to poll (sysfs io_poll = 0) plus O_DIRECT operations sent again
+/// to another ring after the poll ring answered EOPNOTSUPP: that device's I/O goes to the main ring for good.</param>
+/// <param name="Main">The main ring's counters (internal operations included: the eventfd read, the latency-ring
+/// poll, cancels).</param>
+/// <param name="Latency">The latency ring's counters: latency-sensitive queues' I/O and the preemption timer.</param>
+/// <param name="Poll">The poll ring's counters (IOPOLL, O_DIRECT I/O on devices that poll).</param>
 /// <param name="TaskQueues">Each task queue's counters.</param>
 public sealed record ShardStats(
     TimeSpan Runtime,
     long TasksRun,
     long LoopTurns,
     long Parks,
+    long Wakeups,
     long Preemptions,
+    long PollFallbacks,
     RingStats Main,
     RingStats Latency,
+    RingStats Poll,
     IReadOnlyList<TaskQueueStats> TaskQueues);
 
 /// <summary>Counters of one io_uring instance.</summary>
