@@ -11,8 +11,11 @@ type Admission =
     /// completion frees a slot.
     | Backlog
 
-/// In-flight accounting for one io_uring instance. The invariant: prepared + in flight never exceeds the CQ size,
-/// so the kernel never has to drop or hold back a completion, and prepared never exceeds the SQ size.
+/// In-flight accounting for one io_uring instance. The invariants: prepared + in flight never exceeds the CQ size,
+/// so the kernel never has to drop or hold back a completion; prepared never exceeds the SQ size; and user
+/// operations take at most half the CQ less one, so the shard's own operations — a cancel for each user operation,
+/// the wake-up read, the latency-ring poll — always find room: they must never wait for a user operation to
+/// complete, which may be never (a read on an idle socket).
 [<Struct>]
 type RingBook =
     {
@@ -24,6 +27,8 @@ type RingBook =
         Prepared: int
         /// Operations the kernel has and has not yet completed.
         InFlight: int
+        /// User operations prepared or in flight (the rest are the shard's own).
+        UserOps: int
         /// Operations handed to the kernel, ever.
         Submitted: int64
         /// Completions reaped, ever.
@@ -40,18 +45,30 @@ module RingBook =
             CqEntries = cqEntries
             Prepared = 0
             InFlight = 0
+            UserOps = 0
             Submitted = 0L
             Completed = 0L
         }
 
-    /// Whether one more operation may be prepared now.
-    let admit (book: RingBook) =
+    /// How many user operations may be prepared or in flight: half the CQ less one (at least one).
+    let userCapacity (book: RingBook) = max 1 (book.CqEntries / 2 - 1)
+
+    /// Whether one more of the shard's own operations may be prepared now.
+    let admitInternal (book: RingBook) =
         if book.Prepared + book.InFlight >= book.CqEntries then Admission.Backlog
         elif book.Prepared >= book.SqEntries then Admission.SubmitFirst
         else Admission.Prepare
 
-    /// One SQE was written. Only after `admit` said Prepare.
-    let prepared (book: RingBook) = { book with Prepared = book.Prepared + 1 }
+    /// Whether one more user operation may be prepared now.
+    let admit (book: RingBook) =
+        if book.UserOps >= userCapacity book then Admission.Backlog else admitInternal book
+
+    /// One SQE was written, for a user operation or one of the shard's own. Only after admission said Prepare.
+    let prepared (user: bool) (book: RingBook) =
+        { book with
+            Prepared = book.Prepared + 1
+            UserOps = if user then book.UserOps + 1 else book.UserOps
+        }
 
     /// The kernel consumed `count` prepared SQEs (io_uring_enter's return value, ≤ Prepared).
     let submitted (count: int) (book: RingBook) =
@@ -65,9 +82,10 @@ module RingBook =
 
     /// An operation in flight completed. A multishot operation's CQEs flagged IORING_CQE_F_MORE are not completions:
     /// count only its last one.
-    let completed (book: RingBook) =
+    let completed (user: bool) (book: RingBook) =
         { book with
             InFlight = book.InFlight - 1
+            UserOps = if user then book.UserOps - 1 else book.UserOps
             Completed = book.Completed + 1L
         }
 

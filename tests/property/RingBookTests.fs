@@ -49,6 +49,7 @@ type private Shell(sqEntries: int, cqEntries: int) =
         let b = book
         Expect.isLessThanOrEqual (b.Prepared + b.InFlight) b.CqEntries "Prepared + InFlight <= CqEntries"
         Expect.isLessThanOrEqual b.Prepared b.SqEntries "Prepared <= SqEntries"
+        Expect.isLessThanOrEqual b.UserOps (RingBook.userCapacity b) "user operations keep to their share"
         Expect.equal (b.Submitted - b.Completed) (int64 b.InFlight) "Submitted - Completed = InFlight"
         Expect.equal b.Prepared sq.Count "Prepared counts the SQEs written"
         Expect.equal b.InFlight inFlight.Count "InFlight counts the operations the kernel holds"
@@ -67,13 +68,13 @@ type private Shell(sqEntries: int, cqEntries: int) =
     let tryPlace id take =
         match RingBook.admit book with
         | Admission.Prepare ->
-            book <- RingBook.prepared book
+            book <- RingBook.prepared true book
             sq.Enqueue id
             true
         | Admission.SubmitFirst ->
             submit (max 1 take)
             Expect.equal (RingBook.admit book) Admission.Prepare "after submitting, there is room to prepare"
-            book <- RingBook.prepared book
+            book <- RingBook.prepared true book
             sq.Enqueue id
             true
         | Admission.Backlog -> false
@@ -110,7 +111,7 @@ type private Shell(sqEntries: int, cqEntries: int) =
                 let at = pick % inFlight.Count
                 let id = inFlight[at]
                 inFlight.RemoveAt at
-                book <- RingBook.completed book
+                book <- RingBook.completed true book
                 Expect.isTrue (completed.Add id) "each operation completes once"
                 retryBacklog take
 
@@ -146,6 +147,33 @@ let tests =
               Expect.equal shell.Book.Submitted (int64 shell.Issued) "every operation submitted once"
               Expect.equal shell.Book.Completed (int64 shell.Issued) "every completion counted once")
 
+          testPropertyWithConfig quick "user operations holding their whole share leave room for a cancel each and two more"
+          <| Prop.forAll (Arb.fromGen (Gen.elements [ 2; 4; 8; 16; 32; 256 ])) (fun sqEntries ->
+              // A legal ring: the kernel makes the CQ twice the SQ.
+              let mutable book = RingBook.create sqEntries (2 * sqEntries)
+
+              let place admission user =
+                  match admission book with
+                  | Admission.Prepare -> book <- RingBook.prepared user book; true
+                  | Admission.SubmitFirst ->
+                      book <- RingBook.submitted book.Prepared book
+                      book <- RingBook.prepared user book
+                      true
+                  | Admission.Backlog -> false
+
+              // Reads on idle sockets: they fill the user share and never complete.
+              while place RingBook.admit true do
+                  ()
+
+              let users = book.UserOps
+              Expect.equal users (RingBook.userCapacity book) "the share is full"
+
+              // Each of them canceled, plus the wake-up read and the latency-ring poll.
+              for i in 1 .. users + 2 do
+                  Expect.isTrue (place RingBook.admitInternal false) $"the shard's own operation {i} of {users + 2} finds room"
+
+              Expect.isLessThanOrEqual (book.Prepared + book.InFlight) book.CqEntries "and the CQ cannot overflow")
+
           testPropertyWithConfig quick "submitted moves at most what is prepared, and never a negative count"
           <| Prop.forAll
               (Arb.fromGen (Gen.zip3 ringSizes (Gen.choose (0, 64)) (Gen.choose (-10, 100))))
@@ -153,7 +181,7 @@ let tests =
                   let mutable book = RingBook.create sqEntries cqEntries
 
                   for _ in 1..preparedCount do
-                      book <- RingBook.prepared book
+                      book <- RingBook.prepared true book
 
                   let after = RingBook.submitted count book
                   let moved = max 0 (min count preparedCount)

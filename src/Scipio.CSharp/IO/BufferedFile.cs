@@ -45,6 +45,7 @@ public sealed class BufferedFile : IAsyncDisposable
         string full = System.IO.Path.GetFullPath(path);
         int flags = OpenFlags(mode, access);
         var executor = ShardExecutor.Require("BufferedFile.OpenAsync");
+        cancellationToken.ThrowIfCancellationRequested();
         var op = executor.Reactor.RentOperation(executor).Prepare("open", full, cancellationToken);
         op.SetOpenAt(full, flags, DefaultMode);
         executor.Reactor.Submit(op);

@@ -25,15 +25,16 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
     public RingStats Stats(string setupFlags) =>
         new(_book.Submitted, _book.Completed, Busy, _backlogged, setupFlags);
 
-    /// <summary>An SQE if the book admits one more operation (flushing a full SQ first), counted as prepared;
-    /// otherwise ok = false and the caller keeps the operation back.</summary>
-    public ref IoUringSqe TryGetSqe(out bool ok)
+    /// <summary>An SQE if the book admits one more operation — a user operation, or one of the shard's own, which
+    /// has room kept for it — flushing a full SQ first, counted as prepared; otherwise ok = false and the caller
+    /// keeps the operation back.</summary>
+    public ref IoUringSqe TryGetSqe(out bool ok, bool user = false)
     {
-        var admission = RingBooks.admit(_book);
+        var admission = user ? RingBooks.admit(_book) : RingBooks.admitInternal(_book);
         if (admission.IsSubmitFirst)
         {
             Flush();
-            admission = RingBooks.admit(_book);
+            admission = user ? RingBooks.admit(_book) : RingBooks.admitInternal(_book);
         }
         if (!admission.IsPrepare)
         {
@@ -41,7 +42,7 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
             return ref System.Runtime.CompilerServices.Unsafe.NullRef<IoUringSqe>();
         }
         ref var sqe = ref Ring.TryGetSqe(out ok);
-        if (ok) _book = RingBooks.prepared(_book);
+        if (ok) _book = RingBooks.prepared(user, _book);
         return ref sqe;
     }
 
@@ -52,7 +53,7 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
         op.InFlight = true;
         if (_backlog.Count == 0)
         {
-            ref var sqe = ref TryGetSqe(out bool ok);
+            ref var sqe = ref TryGetSqe(out bool ok, user: true);
             if (ok)
             {
                 op.WriteSqe(ref sqe);
@@ -108,11 +109,12 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
     /// <summary>Blocks until a completion arrives or the timeout passes (negative: none).</summary>
     public void Wait(long timeoutNs) => Account(Ring.Enter(1, timeoutNs));
 
-    /// <summary>Reads one completion and counts it.</summary>
+    /// <summary>Reads one completion and counts it (a user operation's, or — bit 63 of its user_data set — one of the
+    /// shard's own).</summary>
     public bool TryRead(out IoUringCqe cqe)
     {
         if (!Ring.TryReadCompletion(out cqe)) return false;
-        _book = RingBooks.completed(_book);
+        _book = RingBooks.completed((cqe.UserData >> 63) == 0, _book);
         return true;
     }
 
@@ -123,7 +125,7 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
             _pendingCancels.Dequeue();
         while (_backlog.Count > 0)
         {
-            ref var sqe = ref TryGetSqe(out bool ok);
+            ref var sqe = ref TryGetSqe(out bool ok, user: true);
             if (!ok) break;
             _backlog.Dequeue().WriteSqe(ref sqe);
         }

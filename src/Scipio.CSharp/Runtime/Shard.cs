@@ -17,13 +17,24 @@ public static class Shard
     /// returns its result or rethrows its exception (with its own type).</summary>
     /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process.</exception>
     /// <exception cref="ArgumentException">The placement names a CPU the process may not use.</exception>
-    public static T Run<T>(Func<Task<T>> main, ShardOptions? options = null) => Start(main, options).Join();
+    /// <exception cref="InvalidOperationException">Called on a shard: it would block that shard (start one with
+    /// <see cref="Start{T}"/> and await its Completion instead).</exception>
+    public static T Run<T>(Func<Task<T>> main, ShardOptions? options = null)
+    {
+        ShardExecutor.ThrowIfOnShard("Shard.Run");
+        return Start(main, options).Join();
+    }
 
     /// <summary>Starts a shard on a new thread, runs <paramref name="main"/> on it and blocks until it completes;
     /// rethrows its exception (with its own type).</summary>
     /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process.</exception>
     /// <exception cref="ArgumentException">The placement names a CPU the process may not use.</exception>
-    public static void Run(Func<Task> main, ShardOptions? options = null) => Start(main, options).Join();
+    /// <exception cref="InvalidOperationException">Called on a shard.</exception>
+    public static void Run(Func<Task> main, ShardOptions? options = null)
+    {
+        ShardExecutor.ThrowIfOnShard("Shard.Run");
+        Start(main, options).Join();
+    }
 
     /// <summary>Starts a shard on a new thread and runs <paramref name="main"/> on it; the shard stops when it
     /// completes. Failures to start (io_uring unavailable, a bad placement) fault the handle's Completion.</summary>
@@ -82,9 +93,7 @@ public static class Shard
             return;
         }
         executor.Dispose();
-        if (mainTask.IsCompletedSuccessfully) done.SetResult(mainTask.Result);
-        else if (mainTask.IsCanceled) done.SetCanceled();
-        else done.SetException(mainTask.Exception!.InnerExceptions);
+        done.TrySetFromTask(mainTask); // keeps a canceled main's own OperationCanceledException
     }
 
     /// <summary>Applies the placement to the calling (new shard) thread; returns the CPU when pinned to one.</summary>

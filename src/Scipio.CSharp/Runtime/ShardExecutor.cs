@@ -207,14 +207,17 @@ internal sealed class ShardExecutor : IDisposable
     public void PostFromAnotherThread(TaskQueue? queue, WorkItem item)
     {
         _inbox.Enqueue((queue, item));
-        Volatile.Write(ref _inboxSignal, 1);
+        // A full fence, not a release store: Wake reads _parked next, and a store followed by a load may be
+        // reordered — the shard could park after reading _inboxSignal = 0 while we read _parked = 0 (a lost wake).
+        Interlocked.Exchange(ref _inboxSignal, 1);
         Reactor.Wake();
     }
 
     private void DrainInbox()
     {
         if (Volatile.Read(ref _inboxSignal) == 0) return;
-        Volatile.Write(ref _inboxSignal, 0);
+        // Cleared with a full fence before draining: a post that lands after the drain has set it again.
+        Interlocked.Exchange(ref _inboxSignal, 0);
         while (_inbox.TryDequeue(out var posted))
         {
             if (posted.Queue is null) posted.Item.Run();

@@ -37,6 +37,9 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
 
     public bool IsCompleted => _completed;
 
+    /// <summary>The use's token has been canceled.</summary>
+    public bool CancellationRequested => CancellationToken.IsCancellationRequested;
+
     /// <summary>Starts a use of the operation on behalf of the running queue.</summary>
     protected void Begin(CancellationToken cancellationToken)
     {

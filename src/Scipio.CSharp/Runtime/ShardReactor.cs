@@ -93,6 +93,12 @@ internal sealed class ShardReactor : IDisposable
     /// <summary>Puts an operation on the ring the core routes it to.</summary>
     public void Submit(IoOperation op)
     {
+        if (op.CancellationRequested)
+        {
+            // Canceled before it reached a ring (the token's callback found nothing in flight to cancel).
+            op.Complete(-Errno.ECANCELED);
+            return;
+        }
         var device = op.DirectIo ? DeviceSupport(op.DeviceKey) : PollSupport.Unknown;
         var channel = ChannelOf(Routing.route(op.DirectIo, device, op.Queue.Latency.ToCore()));
         if (!channel.Kind.IsLatency) _operationsInFlightOnMainOrPoll++;

@@ -43,24 +43,17 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem
     private void Finish(Task inner)
     {
         _inner = null;
-        if (inner.IsCompletedSuccessfully)
-            TrySetResult(inner is Task<T> typed ? typed.Result : default!);
-        else if (inner.IsCanceled)
-            TrySetCanceled(CanceledToken(inner));
-        else
-            TrySetException(inner.Exception!.InnerExceptions);
+        if (inner is Task<T> typed) TrySetFromTask(typed); // its result, exceptions, or cancellation with its own exception
+        else if (inner.IsCompletedSuccessfully) TrySetResult(default!);
+        else if (inner.IsFaulted) TrySetException(inner.Exception!.InnerExceptions);
+        else TrySetFromTask(Rethrow(inner));
     }
 
-    private static CancellationToken CanceledToken(Task canceled)
+    // A Task<T> canceled the way `inner` was, carrying its OperationCanceledException (subtype, message, token):
+    // awaiting a canceled task rethrows that exception, and an async method keeps it in its own cancellation.
+    private static async Task<T> Rethrow(Task canceled)
     {
-        try
-        {
-            canceled.GetAwaiter().GetResult();
-        }
-        catch (OperationCanceledException e)
-        {
-            return e.CancellationToken;
-        }
-        return default;
+        await canceled.ConfigureAwait(false);
+        return default!;
     }
 }
