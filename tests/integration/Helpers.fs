@@ -136,6 +136,14 @@ module Libc =
     [<DllImport("libc", SetLastError = true)>]
     extern int prctl(int option, unativeint arg2, unativeint arg3, unativeint arg4, unativeint arg5)
 
+    [<DllImport("libc", SetLastError = true)>]
+    extern int mkfifo(string path, uint32 mode)
+
+    /// Makes a FIFO at `path` (reads from it block until someone writes: an operation that stays in flight).
+    let makeFifo (path: string) =
+        if mkfifo (path, 0o600u) <> 0 then
+            failtestf "mkfifo %s failed: errno %d" path (Marshal.GetLastPInvokeError())
+
     /// The CPUs thread (or process) `tid` may run on; 0 is the calling thread.
     let affinityOf (tid: int) : int array =
         let mask = Array.zeroCreate<uint64> 16

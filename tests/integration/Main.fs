@@ -10,6 +10,7 @@ let tests =
         TimerTests.tests
         PinningTests.tests
         BufferedFileTests.tests
+        InFlightTests.tests
         AllocationTests.tests
         ErrorTests.tests
         UnavailableTests.tests
