@@ -143,6 +143,43 @@ let private missingFile =
             Expect.equal nextRead (32, pattern 5 32) "a file created after the failure round-trips")
     }
 
+let private kernelErrors =
+    test "kernel errors of OpenAsync arrive as IOExceptions carrying the errno; the shard works on" {
+        withTempDir (fun dir ->
+            let existing = Path.Combine(dir, "existing.bin")
+            File.WriteAllBytes(existing, [| 1uy |])
+            let underFile = Path.Combine(existing, "child.bin") // a path through a regular file
+
+            let exists, isDir, notDir, empty, after =
+                runShard (fun () ->
+                    task {
+                        let! exists =
+                            thrownByTask (fun () ->
+                                task { return! BufferedFile.OpenAsync(existing, FileMode.CreateNew, FileAccess.ReadWrite) })
+
+                        let! isDir =
+                            thrownByTask (fun () ->
+                                task { return! BufferedFile.OpenAsync(dir, FileMode.Open, FileAccess.ReadWrite) })
+
+                        let! notDir = thrownByTask (fun () -> task { return! BufferedFile.OpenAsync underFile })
+                        let! empty = thrownByTask (fun () -> task { return! BufferedFile.OpenAsync "" })
+                        let! file = BufferedFile.OpenAsync existing
+                        let! length = file.GetLengthAsync()
+                        do! file.DisposeAsync()
+                        return exists, isDir, notDir, empty, length
+                    })
+
+            let e1 = expectExn<KernelIOException> "CreateNew of an existing file" exists
+            Expect.equal e1.Errno 17 "EEXIST"
+            Expect.stringContains e1.Message existing "the message names the path"
+            let e2 = expectExn<KernelIOException> "opening a directory for writing" isDir
+            Expect.equal e2.Errno 21 "EISDIR"
+            let e3 = expectExn<DirectoryNotFoundException> "a path through a regular file" notDir
+            Expect.equal e3.HResult 20 "ENOTDIR in HResult"
+            expectExn<ArgumentException> "OpenAsync of an empty path" empty |> ignore
+            Expect.equal after 1L "after the failures the existing file opens and reports its length")
+    }
+
 let private readOnlyWrite =
     test "writing to a file opened read-only: KernelIOException EBADF (9); the file is unchanged and reads on" {
         withTempDir (fun dir ->
@@ -381,6 +418,7 @@ let tests =
         roundTrip
         disposed
         missingFile
+        kernelErrors
         readOnlyWrite
         badArguments
         canceled

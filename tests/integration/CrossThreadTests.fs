@@ -56,6 +56,23 @@ let private foreignTask =
         Expect.isGreaterThan parks 0L "the shard should have parked while waiting for the timer thread"
     }
 
+let private spinning =
+    test "with SpinBeforePark, a foreign Task still resumes on the shard and a sleep is not early" {
+        let after, slept =
+            runShardWith (ShardOptions(SpinBeforePark = TimeSpan.FromMilliseconds 2.0)) (fun () ->
+                task {
+                    do! Task.Delay 5
+                    let after = here ()
+                    let started = Diagnostics.Stopwatch.GetTimestamp()
+                    do! Shard.Sleep(TimeSpan.FromMilliseconds 3.0)
+                    return after, Diagnostics.Stopwatch.GetElapsedTime started
+                })
+
+        Expect.isTrue after.OnShard "after Task.Delay on a spinning shard, still on the shard"
+        Expect.equal after.Queue "default" "in the default queue"
+        Expect.isGreaterThanOrEqual slept (TimeSpan.FromMilliseconds 3.0) "a 3 ms sleep on a spinning shard is not early"
+    }
+
 let private manyForeignTasks =
     test "100 foreign tasks completed from ThreadPool threads all resume on the shard" {
         let wrong =
@@ -238,4 +255,4 @@ let private pingPong =
 
 let tests =
     testSequenced
-    <| testList "cross-thread" [ foreignTask; manyForeignTasks; postFromThread; sendFromThread; pingPong ]
+    <| testList "cross-thread" [ foreignTask; spinning; manyForeignTasks; postFromThread; sendFromThread; pingPong ]

@@ -73,6 +73,17 @@ let private missingCpu =
         Expect.stringContains e.Message "99" "the message should name the CPU that cannot be used"
     }
 
+let private startFailure =
+    test "Shard.Start with an impossible placement faults its Completion (it does not throw)" {
+        let handle =
+            Shard.Start(Func<Task<int>>(fun () -> Task.FromResult 0), ShardOptions(Placement = Placement.Fenced [| 0; 1; 4096 |]))
+
+        let thrown = thrownBy (fun () -> awaitBounded "the shard" shardTimeout handle.Completion)
+        let e = expectExn<ArgumentException> "Completion of a shard fenced to CPUs 0,1,4096" thrown
+        Expect.stringContains e.Message "4096" "the message names the CPU that cannot be used"
+        Expect.isTrue handle.Completion.IsFaulted "the handle's Completion is faulted"
+    }
+
 let private fenced =
     needsTwoCpus "Placement.Fenced [0;1] is accepted: the shard may run on CPUs 0 and 1" (fun () ->
         let mask, cpu =
@@ -104,4 +115,4 @@ let private unboundFromPinned =
 
 let tests =
     testSequenced
-    <| testList "pinning" [ fixedCpu; missingCpu; fenced; unbound; unboundFromPinned ]
+    <| testList "pinning" [ fixedCpu; missingCpu; startFailure; fenced; unbound; unboundFromPinned ]

@@ -3,6 +3,7 @@
 module Scipio.Integration.Tests.SchedulingTests
 
 open System
+open System.Threading
 open System.Threading.Tasks
 open Expecto
 open Scipio
@@ -73,4 +74,91 @@ let private sharesSetter =
         Expect.stringContains e.Message "must be called on a shard" "the message says why"
     }
 
-let tests = testSequenced <| testList "scheduling" [ sharesRatio; sharesSetter ]
+/// Shares decided at run time; records whether it was asked off the shard.
+type private Controller(value: int) =
+    member val AskedOffShard = false with get, set
+
+    interface ISharesController with
+        member this.Shares =
+            if not Shard.IsOnShard then
+                this.AskedOffShard <- true
+
+            value
+
+let private dynamicShares =
+    test "Shares.Dynamic: the controller is asked on the shard and its answer is clamped to 1..1000" {
+        let high, low = Controller 5000, Controller -3
+
+        let highShares, lowShares =
+            runShard (fun () ->
+                task {
+                    let qh = Shard.CreateTaskQueue("high", Shares.Dynamic high, Latency.NotImportant)
+                    let ql = Shard.CreateTaskQueue("low", Shares.Dynamic low, Latency.NotImportant)
+                    let! _ = spawnInto qh (fun () -> Task.FromResult 0)
+                    let! _ = spawnInto ql (fun () -> Task.FromResult 0)
+                    return qh.Stats.Shares, ql.Stats.Shares
+                })
+
+        Expect.equal highShares 1000 "a controller saying 5000 gets the most shares, 1000"
+        Expect.equal lowShares 1 "a controller saying -3 gets the fewest, 1"
+        Expect.isFalse (high.AskedOffShard || low.AskedOffShard) "the controller is asked on the shard"
+    }
+
+let private yieldInterleaves =
+    test "Shard.Yield lets another runnable queue run: two queues yielding in a loop interleave" {
+        let order =
+            runShard (fun () ->
+                task {
+                    let a = Shard.CreateTaskQueue("a", Shares.Static 100, Latency.NotImportant)
+                    let b = Shard.CreateTaskQueue("b", Shares.Static 100, Latency.NotImportant)
+                    let order = Collections.Generic.List<char>()
+
+                    let worker (name: char) () =
+                        task {
+                            for _ in 1..100 do
+                                order.Add name
+                                do! Shard.Yield()
+
+                            return 0
+                        }
+
+                    let wa = spawnInto a (worker 'a')
+                    let wb = spawnInto b (worker 'b')
+                    let! _ = wa
+                    let! _ = wb
+                    return String(order.ToArray())
+                })
+
+        let firstA, lastA = order.IndexOf 'a', order.LastIndexOf 'a'
+        let firstB, lastB = order.IndexOf 'b', order.LastIndexOf 'b'
+
+        Expect.isTrue
+            (firstB < lastA && firstA < lastB)
+            $"neither queue should finish its 100 yields before the other starts; order was %s{order}"
+    }
+
+let private needPreemptOnPost =
+    test "a post from another thread makes NeedPreempt true for the running queue" {
+        let sawIt, ran =
+            runShard (fun () ->
+                task {
+                    let queue = Shard.CurrentTaskQueue
+                    let ran = { IsSet = false }
+                    Thread((fun () -> queue.Post((fun _ -> ran.IsSet <- true), null)), IsBackground = true).Start()
+                    // The behaviour under test is this flag; the bound only keeps a broken runtime from spinning forever.
+                    let bound = Diagnostics.Stopwatch.StartNew()
+
+                    while not Shard.NeedPreempt && bound.Elapsed < TimeSpan.FromSeconds 10.0 do
+                        Thread.SpinWait 100
+
+                    let sawIt = Shard.NeedPreempt
+                    do! Shard.YieldIfNeeded()
+                    do! Shard.Yield()
+                    return sawIt, ran.IsSet
+                })
+
+        Expect.isTrue sawIt "NeedPreempt should turn true once another thread has posted to the shard"
+        Expect.isTrue ran "the posted callback ran once the queue yielded"
+    }
+
+let tests = testSequenced <| testList "scheduling" [ sharesRatio; sharesSetter; dynamicShares; yieldInterleaves; needPreemptOnPost ]
