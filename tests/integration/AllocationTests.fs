@@ -28,7 +28,8 @@ let private check (what: string) (m: Measured) =
     Expect.isLessThan
         perOp
         1.0
-        $"%s{what} should allocate nothing in steady state: %d{m.Bytes} bytes over %d{operations} awaits (%.2f{perOp} B/op)"
+        $"%s{what} should allocate nothing in steady state: %d{m.Bytes} bytes over %d{operations} awaits \
+          (%.2f{perOp} B/op)"
 
 // Each test runs its loop twice through the same await sites: a warm-up pass of `warmup` operations, then the
 // measured pass of `operations`. Every `let mutable` is declared at the top of the task: the F# compiler turns a

@@ -70,7 +70,10 @@ let private spinning =
 
         Expect.isTrue after.OnShard "after Task.Delay on a spinning shard, still on the shard"
         Expect.equal after.Queue "default" "in the default queue"
-        Expect.isGreaterThanOrEqual slept (TimeSpan.FromMilliseconds 3.0) "a 3 ms sleep on a spinning shard is not early"
+        Expect.isGreaterThanOrEqual
+            slept
+            (TimeSpan.FromMilliseconds 3.0)
+            "a 3 ms sleep on a spinning shard is not early"
     }
 
 let private manyForeignTasks =
@@ -85,7 +88,10 @@ let private manyForeignTasks =
                             spawn (fun () ->
                                 task {
                                     let! _ = Task.Run(Func<int>(fun () -> i))
-                                    return if Environment.CurrentManagedThreadId = shardThread && Shard.IsOnShard then 0 else 1
+                                    let onShardThread =
+                                        Environment.CurrentManagedThreadId = shardThread && Shard.IsOnShard
+
+                                    return if onShardThread then 0 else 1
                                 }))
 
                     let! results = Task.WhenAll waiters
@@ -180,7 +186,8 @@ let private wakeState (executor: Scipio.Runtime.ShardExecutor | null) =
         let parked = field reactor "_parked"
         let pending = field reactor "_wakePending"
         let armed = field reactor "_wakeArmed"
-        $"_inboxSignal = {signal}, inbox items = {items}, reactor _parked = {parked}, _wakePending = {pending}, _wakeArmed = {armed}"
+        $"_inboxSignal = {signal}, inbox items = {items}, reactor _parked = {parked}, \
+          _wakePending = {pending}, _wakeArmed = {armed}"
 
 /// RUNTIME BUG (reported): a post from another thread can be lost while the shard parks, and the shard then sleeps
 /// in io_uring_enter for good. ShardExecutor.PostFromAnotherThread (Runtime/ShardExecutor.cs) stores _inboxSignal
@@ -192,7 +199,9 @@ let private wakeState (executor: Scipio.Runtime.ShardExecutor | null) =
 /// (in PostFromAnotherThread and in DrainInbox, which has the mirror race) ran 40 x 20k round trips without a hang.
 let private pingPong =
     pendingBecause
-        "runtime bug: lost wake-up, a post from another thread can leave the shard parked forever (store-load reordering between ShardExecutor.PostFromAnotherThread's Volatile.Write(_inboxSignal) and ShardReactor.Wake's Volatile.Read(_parked))"
+        "runtime bug: lost wake-up, a post from another thread can leave the shard parked forever (store-load \
+         reordering between ShardExecutor.PostFromAnotherThread's Volatile.Write(_inboxSignal) and \
+         ShardReactor.Wake's Volatile.Read(_parked))"
         "20k cross-thread round trips: each post from another thread wakes the parked shard (no lost wake-up)"
     <| fun () ->
         let rounds = 20_000

@@ -72,7 +72,8 @@ let private runOnShardThrows =
 /// (ShardExecutor.ThrowIfOnShard("Shard.Run") first). Pending until src/ is fixed.
 let private runOnShard =
     pendingBecause
-        "runtime bug: Shard.Run on a shard starts a shard running main and only then throws (Runtime/Shard.cs Run = Start(...).Join())"
+        "runtime bug: Shard.Run on a shard starts a shard running main and only then throws \
+         (Runtime/Shard.cs Run = Start(...).Join())"
         "Shard.Run on a shard refuses without starting a shard (main does not run)"
     <| fun () ->
         let thrown, mainRan, gap =
@@ -92,7 +93,11 @@ let private runOnShard =
 
         let e = expectExn<InvalidOperationException> "Shard.Run on a shard" thrown
         Expect.stringContains e.Message "cannot be called on a shard" "the message says why"
-        Expect.equal gap 1 $"Shard.Run on a shard must not start a shard before refusing (the next shard's id is %d{gap} after this one's; main ran: %b{mainRan})"
+        Expect.equal
+            gap
+            1
+            $"Shard.Run on a shard must not start a shard before refusing (the next shard's id is %d{gap} after \
+              this one's; main ran: %b{mainRan})"
 
 let private spawnedFailure =
     test "an exception in spawned work faults its Task with that exception; the shard continues" {
@@ -165,13 +170,17 @@ let private mainCanceledIsOce =
 /// the original ShutdownRequested. Pending until src/ is fixed.
 let private mainCanceled =
     pendingBecause
-        "runtime bug: Shard.Run turns an OperationCanceledException subtype out of main into a bare TaskCanceledException (Runtime/Shard.cs ShardThread: done.SetCanceled(); Runtime/SpawnedWork.cs Finish: TrySetCanceled)"
+        "runtime bug: Shard.Run turns an OperationCanceledException subtype out of main into a bare \
+         TaskCanceledException (Runtime/Shard.cs ShardThread: done.SetCanceled(); Runtime/SpawnedWork.cs Finish: \
+         TrySetCanceled)"
         "an OperationCanceledException (subtype) out of main is rethrown by Shard.Run with its own type and message"
     <| fun () ->
         let thrown =
             thrownBy (fun () ->
                 onNewThread "Shard.Run caller" (fun () ->
-                    Shard.Run(Func<Task<int>>(fun () -> task { return raise (ShutdownRequested "stopped by the operator") }))))
+                    Shard.Run(
+                        Func<Task<int>>(fun () -> task { return raise (ShutdownRequested "stopped by the operator") })
+                    )))
 
         let e = expectExactExn<ShutdownRequested> "Shard.Run of a main that throws ShutdownRequested" thrown
         Expect.equal e.Message "stopped by the operator" "main's own message"
@@ -181,12 +190,14 @@ let private mainCanceled =
 /// exception the work threw (e.g. Shard.Sleep's own "Shard.Sleep was canceled."). Pending until src/ is fixed.
 let private spawnedCanceled =
     pendingBecause
-        "runtime bug: awaiting spawned work that threw an OperationCanceledException subtype gives a bare TaskCanceledException (Runtime/SpawnedWork.cs Finish: TrySetCanceled drops the exception)"
+        "runtime bug: awaiting spawned work that threw an OperationCanceledException subtype gives a bare \
+         TaskCanceledException (Runtime/SpawnedWork.cs Finish: TrySetCanceled drops the exception)"
         "an OperationCanceledException (subtype) out of spawned work reaches its awaiter with its own type and message"
     <| fun () ->
         let thrown =
             runShard (fun () ->
-                thrownByTask (fun () -> spawn (fun () -> task { return raise (ShutdownRequested "spawned work stopped") })))
+                thrownByTask (fun () ->
+                    spawn (fun () -> task { return raise (ShutdownRequested "spawned work stopped") })))
 
         let e = expectExactExn<ShutdownRequested> "awaiting spawned work that threw ShutdownRequested" thrown
         Expect.equal e.Message "spawned work stopped" "the spawned work's own message"
@@ -199,7 +210,9 @@ let private foreignQueue =
                     let other =
                         Shard.Start(
                             Func<Task<TaskQueue>>(fun () ->
-                                task { return Shard.CreateTaskQueue("elsewhere", Shares.Static 100, Latency.NotImportant) })
+                                Task.FromResult(
+                                    Shard.CreateTaskQueue("elsewhere", Shares.Static 100, Latency.NotImportant)
+                                ))
                         )
 
                     let! elsewhere = other.Completion
@@ -219,8 +232,11 @@ let private queueArguments =
             runShard (fun () ->
                 task {
                     let q = Shard.CreateTaskQueue("twice", Shares.Static 100, Latency.NotImportant)
-                    let duplicate = thrownBy (fun () -> Shard.CreateTaskQueue("twice", Shares.Static 200, Latency.NotImportant))
-                    let defaultName = thrownBy (fun () -> Shard.CreateTaskQueue("default", Shares.Static 100, Latency.NotImportant))
+                    let create (name: string) () =
+                        Shard.CreateTaskQueue(name, Shares.Static 100, Latency.NotImportant)
+
+                    let duplicate = thrownBy (create "twice")
+                    let defaultName = thrownBy (create "default")
                     let empty = thrownBy (fun () -> Shard.CreateTaskQueue("", Shares.Static 100, Latency.NotImportant))
                     let! n = spawnInto q (fun () -> Task.FromResult 3)
                     return duplicate, defaultName, empty, n = 3
@@ -269,7 +285,9 @@ let private options =
         expectExn<ArgumentException> "Name = \"\"" (thrownBy (fun () -> ShardOptions(Name = "")))
         |> ignore
 
-        expectExn<ArgumentNullException> "Placement = null" (thrownBy (fun () -> ShardOptions(Placement = Unchecked.defaultof<Placement>)))
+        expectExn<ArgumentNullException>
+            "Placement = null"
+            (thrownBy (fun () -> ShardOptions(Placement = Unchecked.defaultof<Placement>)))
         |> ignore
 
         let o = ShardOptions(RingEntries = 2, PreemptInterval = TimeSpan.FromMicroseconds 50.0)

@@ -1,6 +1,7 @@
 /// Operations that stay in flight in the kernel (reads of a FIFO nobody writes to; an open cannot be made to block,
-/// since io_uring's first, non-blocking openat attempt opens a FIFO without waiting for a writer): canceling them from the shard or from another thread ends them with OperationCanceledException,
-/// promptly; the shard works on; a shard whose main returns with one still in flight shuts down.
+/// since io_uring's first, non-blocking openat attempt opens a FIFO without waiting for a writer): canceling them
+/// from the shard or from another thread ends them with OperationCanceledException, promptly; the shard works on;
+/// a shard whose main returns with one still in flight shuts down.
 module Scipio.Integration.Tests.InFlightTests
 
 open System

@@ -67,7 +67,10 @@ let private missingCpu =
         let thrown =
             thrownBy (fun () ->
                 onNewThread "Shard.Run caller" (fun () ->
-                    Shard.Run(Func<Task<int>>(fun () -> Task.FromResult 0), ShardOptions(Placement = Placement.Fixed 99))))
+                    Shard.Run(
+                        Func<Task<int>>(fun () -> Task.FromResult 0),
+                        ShardOptions(Placement = Placement.Fixed 99)
+                    )))
 
         let e = expectExn<ArgumentException> "Shard.Run with Placement.Fixed 99" thrown
         Expect.stringContains e.Message "99" "the message should name the CPU that cannot be used"
@@ -76,7 +79,10 @@ let private missingCpu =
 let private startFailure =
     test "Shard.Start with an impossible placement faults its Completion (it does not throw)" {
         let handle =
-            Shard.Start(Func<Task<int>>(fun () -> Task.FromResult 0), ShardOptions(Placement = Placement.Fenced [| 0; 1; 4096 |]))
+            Shard.Start(
+                Func<Task<int>>(fun () -> Task.FromResult 0),
+                ShardOptions(Placement = Placement.Fenced [| 0; 1; 4096 |])
+            )
 
         let thrown = thrownBy (fun () -> awaitBounded "the shard" shardTimeout handle.Completion)
         let e = expectExn<ArgumentException> "Completion of a shard fenced to CPUs 0,1,4096" thrown

@@ -52,7 +52,9 @@ let private sharesRatio =
 
         Expect.isTrue
             (abs (ratio / 3.0 - 1.0) <= 0.15)
-            $"runtime ratio 300:100 should be 3 within 15%%, got %.3f{ratio} (hog-100 ran {slow.Runtime}, %d{slowBatches} batches, picked %d{slow.QueueSelected} times; hog-300 ran {fast.Runtime}, %d{fastBatches} batches, picked %d{fast.QueueSelected} times)"
+            $"runtime ratio 300:100 should be 3 within 15%%, got %.3f{ratio} (hog-100 ran {slow.Runtime}, \
+              %d{slowBatches} batches, picked %d{slow.QueueSelected} times; hog-300 ran {fast.Runtime}, \
+              %d{fastBatches} batches, picked %d{fast.QueueSelected} times)"
     }
 
 let private sharesSetter =
@@ -145,7 +147,7 @@ let private needPreemptOnPost =
                     let queue = Shard.CurrentTaskQueue
                     let ran = { IsSet = false }
                     Thread((fun () -> queue.Post((fun _ -> ran.IsSet <- true), null)), IsBackground = true).Start()
-                    // The behaviour under test is this flag; the bound only keeps a broken runtime from spinning forever.
+                    // The flag is the behaviour under test; the bound only keeps a broken runtime from spinning.
                     let bound = Diagnostics.Stopwatch.StartNew()
 
                     while not Shard.NeedPreempt && bound.Elapsed < TimeSpan.FromSeconds 10.0 do
@@ -161,4 +163,12 @@ let private needPreemptOnPost =
         Expect.isTrue ran "the posted callback ran once the queue yielded"
     }
 
-let tests = testSequenced <| testList "scheduling" [ sharesRatio; sharesSetter; dynamicShares; yieldInterleaves; needPreemptOnPost ]
+let tests =
+    testSequenced
+    <| testList "scheduling" [
+        sharesRatio
+        sharesSetter
+        dynamicShares
+        yieldInterleaves
+        needPreemptOnPost
+    ]

@@ -68,7 +68,10 @@ let private spawnedRunsLaterOnShard =
                     return List.ofSeq order, sameThread.IsSet, onShard.IsSet
                 })
 
-        Expect.equal order [ 0; 1; 2; 3; 4; 5 ] "spawned work runs after the spawner gives up the CPU, first spawned first"
+        Expect.equal
+            order
+            [ 0; 1; 2; 3; 4; 5 ]
+            "spawned work runs after the spawner gives up the CPU, first spawned first"
         Expect.isTrue sameThread "spawned work should run on the shard's own thread"
         Expect.isTrue onShard "Shard.IsOnShard should be true in spawned work"
     }
@@ -101,7 +104,8 @@ let private nonGenericMain =
 let private shardThreadName =
     test "ShardOptions.Name names the shard's thread" {
         let name =
-            runShardWith (ShardOptions(Name = "scipio-test-shard")) (fun () -> task { return Thread.CurrentThread.Name })
+            runShardWith (ShardOptions(Name = "scipio-test-shard")) (fun () ->
+                task { return Thread.CurrentThread.Name })
 
         Expect.equal name "scipio-test-shard" "the shard thread's name"
     }

@@ -28,7 +28,8 @@ let private afterWork =
                                     let! file = BufferedFile.CreateAsync path
 
                                     for i in 0..31 do
-                                        do! file.WriteAtAsync(ReadOnlyMemory(Array.create 256 (byte i)), int64 (i * 256))
+                                        let block = ReadOnlyMemory(Array.create 256 (byte i))
+                                        do! file.WriteAtAsync(block, int64 (i * 256))
 
                                     do! file.FlushAsync()
                                     let! _ = file.ReadAtAsync(Memory(Array.zeroCreate 4096), 0L)
@@ -67,8 +68,15 @@ let private afterWork =
                 Expect.isGreaterThan q.QueueSelected 0L $"queue '%s{q.Name}': QueueSelected"
                 Expect.isGreaterThan q.TasksRun 0L $"queue '%s{q.Name}': TasksRun"
                 Expect.isGreaterThan q.Runtime TimeSpan.Zero $"queue '%s{q.Name}': Runtime"
-                Expect.isLessThan q.MaxQueueDelay testDuration $"queue '%s{q.Name}': MaxQueueDelay is within the test's duration"
-                Expect.isGreaterThanOrEqual q.MaxQueueDelay TimeSpan.Zero $"queue '%s{q.Name}': MaxQueueDelay is not negative"
+                Expect.isLessThan
+                    q.MaxQueueDelay
+                    testDuration
+                    $"queue '%s{q.Name}': MaxQueueDelay is within the test's duration"
+
+                Expect.isGreaterThanOrEqual
+                    q.MaxQueueDelay
+                    TimeSpan.Zero
+                    $"queue '%s{q.Name}': MaxQueueDelay is not negative"
 
             Expect.equal queueStats.Shares 200 "the worker queue's Stats.Shares"
             Expect.equal queueStats.Name "worker" "the worker queue's Stats.Name")

@@ -58,10 +58,18 @@ let private neverEarly =
                 })
 
         if not idleEarly.IsEmpty then
-            failtestf "idle shard: %d sleeps returned early (seed %d): %s" idleEarly.Length seed (describeEarly idleEarly)
+            failtestf
+                "idle shard: %d sleeps returned early (seed %d): %s"
+                idleEarly.Length
+                seed
+                (describeEarly idleEarly)
 
         if not busyEarly.IsEmpty then
-            failtestf "beside a hog: %d sleeps returned early (seed %d): %s" busyEarly.Length seed (describeEarly busyEarly)
+            failtestf
+                "beside a hog: %d sleeps returned early (seed %d): %s"
+                busyEarly.Length
+                seed
+                (describeEarly busyEarly)
     }
 
 /// Checks that the shard still sleeps and spawns after a cancellation; returns true when it does.
