@@ -113,6 +113,100 @@ let private completedByWriter =
             Expect.equal bytes [| 9uy; 8uy; 7uy |] "the bytes the other thread wrote")
     }
 
+/// Runs `main` on a shard with the given options, failing with `what` if it has not finished within `bound`.
+let private runBounded (what: string) (bound: TimeSpan) (options: ShardOptions) (main: unit -> Task<'T>) =
+    Shard.Start(Func<Task<'T>>(main), options).Completion |> awaitBounded what bound
+
+/// Starts `count` reads of `fifo` (opened read-write, so nobody else writes: they never complete on their own).
+let private pendingReads (file: BufferedFile) (count: int) (token: CancellationToken) =
+    Array.init count (fun _ ->
+        spawn (fun () -> task { return! file.ReadAtAsync(Memory(Array.zeroCreate 16), 0L, token) }))
+
+/// RUNTIME BUG (reported): cancels wait for CQ room that only completions can free. ShardReactor.SubmitCancel
+/// (Runtime/ShardReactor.cs) gets its SQE through TryGetSqe, i.e. the core's RingBook admission, which refuses while
+/// Prepared + InFlight >= CqEntries; the cancel then waits in _pendingCancels, which is drained only in ReapMain
+/// after a completion. When the ring is full of operations that complete only on an outside event (a FIFO or,
+/// later, a socket read) nothing completes: seen as InFlight = 4 of CqEntries = 4, 4 cancels pending, the shard
+/// parked for good. Pending until src/ is fixed (a copy of src/ in which the wake-up read and cancels take an SQE
+/// without the CQ admission passed this test).
+let private cancelWithFullRing =
+    pendingBecause
+        "runtime bug: with the CQ budget full of reads that never complete, their cancels wait in \
+         ShardReactor._pendingCancels forever (RingBook admission applied to IORING_OP_ASYNC_CANCEL)"
+        "with more reads in flight than a small ring holds, canceling them all ends every one"
+    <| fun () ->
+        withTempDir (fun dir ->
+            let fifo = Path.Combine(dir, "fifo")
+            Libc.makeFifo fifo
+
+            let outcomes =
+                runBounded
+                    "the shard canceling 8 reads on a 2-entry ring"
+                    (TimeSpan.FromSeconds 10.0)
+                    (ShardOptions(RingEntries = 2))
+                    (fun () ->
+                        task {
+                            let! file = BufferedFile.OpenAsync(fifo, FileMode.Open, FileAccess.ReadWrite)
+                            use cts = new CancellationTokenSource()
+                            let readers = pendingReads file 8 cts.Token
+                            do! Shard.Yield() // let the readers submit (some into the backlog)
+                            cts.Cancel()
+                            let outcomes = Array.zeroCreate readers.Length
+
+                            for i in 0 .. readers.Length - 1 do
+                                let! thrown = thrownByTask (fun () -> readers[i])
+                                outcomes[i] <- thrown
+
+                            do! file.DisposeAsync()
+                            return outcomes
+                        })
+
+            outcomes
+            |> Array.iteri (fun i thrown ->
+                expectExn<OperationCanceledException> $"read %d{i} of 8 after the cancel" thrown |> ignore))
+
+/// RUNTIME BUG (reported): a shard whose ring is full cannot be woken from another thread. ShardReactor.ArmWake
+/// (Runtime/ShardReactor.cs) takes the eventfd read's SQE through the same RingBook admission and gives up when the
+/// CQ budget is used ("their completions will wake the shard anyway"), which is false when those operations wait
+/// for an outside event: the shard parks with no wake-up read, and a post from the timer thread writes an eventfd
+/// nobody reads. Seen as _wakeArmed = false, InFlight = 4 of 4, 4 backlogged, stuck awaiting Task.Delay. With the
+/// default 256 entries (CQ 512) that is 512 idle reads: a server's idle connections. Pending until src/ is fixed.
+let private wakeWithFullRing =
+    pendingBecause
+        "runtime bug: with the CQ budget full of reads that never complete, ShardReactor.ArmWake skips the eventfd \
+         read, so posts from other threads (here Task.Delay's) never wake the parked shard"
+        "with the ring full of reads that never complete, a foreign Task still wakes the shard"
+    <| fun () ->
+        withTempDir (fun dir ->
+            let fifo = Path.Combine(dir, "fifo")
+            Libc.makeFifo fifo
+
+            let resumedOnShard =
+                runBounded
+                    "the shard awaiting Task.Delay beside 8 pending reads on a 2-entry ring"
+                    (TimeSpan.FromSeconds 10.0)
+                    (ShardOptions(RingEntries = 2))
+                    (fun () ->
+                        task {
+                            let! file = BufferedFile.OpenAsync(fifo, FileMode.Open, FileAccess.ReadWrite)
+                            use cts = new CancellationTokenSource()
+                            let readers = pendingReads file 8 cts.Token
+                            do! Shard.Yield()
+                            // The shard parks now; only the timer thread's post can wake it.
+                            do! Task.Delay 5
+                            let resumed = Shard.IsOnShard
+                            cts.Cancel()
+
+                            for reader in readers do
+                                let! _ = thrownByTask (fun () -> reader)
+                                ()
+
+                            do! file.DisposeAsync()
+                            return resumed
+                        })
+
+            Expect.isTrue resumedOnShard "resumed on the shard after the foreign Task")
+
 let tests =
     testSequenced
     <| testList "in flight" [
@@ -121,4 +215,6 @@ let tests =
         canceledRead "from a plain Thread" (fun cts -> Thread((fun () -> cts.Cancel()), IsBackground = true).Start())
         shutdownWithReadInFlight
         completedByWriter
+        cancelWithFullRing
+        wakeWithFullRing
     ]
