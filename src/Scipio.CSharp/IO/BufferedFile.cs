@@ -48,7 +48,7 @@ public sealed class BufferedFile : IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         var op = executor.Reactor.RentOperation(executor).Prepare("open", full, cancellationToken);
         op.SetOpenAt(full, flags, DefaultMode);
-        executor.Reactor.Submit(op);
+        executor.Submit(op);
         int fd = await new ValueTask<int>(op, op.Version);
         return new BufferedFile(executor, fd, full);
     }
@@ -89,7 +89,7 @@ public sealed class BufferedFile : IAsyncDisposable
         if (op is null) return ValueTask.FromCanceled<int>(cancellationToken);
         var pin = buffer.Pin();
         op.SetRead(_fd, pin, Pinning.Address(pin), (uint)buffer.Length, (ulong)offset);
-        _owner.Reactor.Submit(op);
+        _owner.Submit(op);
         return new ValueTask<int>(op, op.Version);
     }
 
@@ -105,7 +105,7 @@ public sealed class BufferedFile : IAsyncDisposable
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
         var pin = buffer.Pin();
         op.SetWrite(_fd, pin, Pinning.Address(pin), (uint)buffer.Length, (ulong)offset);
-        _owner.Reactor.Submit(op);
+        _owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
 
@@ -116,7 +116,7 @@ public sealed class BufferedFile : IAsyncDisposable
         var op = Begin("flush (fdatasync)", cancellationToken);
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
         op.SetFsync(_fd, IoUringConst.FsyncDataSync);
-        _owner.Reactor.Submit(op);
+        _owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
 
@@ -127,7 +127,7 @@ public sealed class BufferedFile : IAsyncDisposable
         var op = Begin("statx", cancellationToken);
         if (op is null) return ValueTask.FromCanceled<long>(cancellationToken);
         op.SetStatx(_fd, Statx.MaskSize);
-        _owner.Reactor.Submit(op);
+        _owner.Submit(op);
         return new ValueTask<long>(op, op.Version);
     }
 
@@ -141,7 +141,7 @@ public sealed class BufferedFile : IAsyncDisposable
         _fd = -1;
         var op = _owner.Reactor.RentOperation(_owner).Prepare("close", Path, default);
         op.SetClose(fd);
-        _owner.Reactor.Submit(op);
+        _owner.Submit(op);
         await new ValueTask(op, op.Version);
     }
 

@@ -27,6 +27,8 @@ internal sealed class ShardExecutor : IDisposable
     private volatile bool _stopRequested;
 
     private bool _yieldRequested;
+    private int _running = -1; // the queue RunQueue is running, -1 between runs
+    private bool _preemptArmed; // the preemption timer was armed for the current run
     private readonly Ring.Ring _latencyRing; // read on every NeedPreempt: one hop fewer than through Reactor
     private readonly long _preemptIntervalNs, _spinNs;
     private readonly Func<bool> _hasWork;
@@ -130,6 +132,26 @@ internal sealed class ShardExecutor : IDisposable
         return spawned.Task;
     }
 
+    // ---- preemption ----
+
+    /// <summary>Arms the preemption timer for the running queue if the core says it is needed: another queue is
+    /// runnable, a timer is pending, or I/O is in flight. Also called when the run itself sets a timer or submits
+    /// I/O, since that can make it needed (or needed sooner) after the queue was picked.</summary>
+    private void ArmPreemption(long nowNs)
+    {
+        long nextTimer = _timers.NextDeadline;
+        if (!Core.Reactor.preemptionNeeded(AnotherQueueRunnable(_running), nextTimer, Reactor.OperationsInFlight)) return;
+        _preemptArmed = true;
+        Reactor.PreparePreempt(TaskQueues.preemptDeadline(States, _running, _preemptIntervalNs, nextTimer, nowNs), nowNs);
+    }
+
+    /// <summary>Submits an operation to the ring the core routes it to.</summary>
+    public void Submit(IoOperation op)
+    {
+        Reactor.Submit(op);
+        if (_running >= 0 && !_preemptArmed) ArmPreemption(Clock.NowNs);
+    }
+
     // ---- yielding ----
 
     public void YieldContinuation(Action continuation)
@@ -164,7 +186,11 @@ internal sealed class ShardExecutor : IDisposable
         }
         timer.Start(ct);
         if (delay != Timeout.InfiniteTimeSpan)
-            _timers.Push(Time.addSaturating(Clock.NowNs, Clock.ToNs(delay)), timer.Id, timer.Arming);
+        {
+            long now = Clock.NowNs;
+            _timers.Push(Time.addSaturating(now, Clock.ToNs(delay)), timer.Id, timer.Arming);
+            if (_running >= 0) ArmPreemption(now); // the running queue must stop in time for it
+        }
         return new ValueTask(timer, timer.Version);
     }
 
@@ -288,9 +314,9 @@ internal sealed class ShardExecutor : IDisposable
         long start = _now;
         if (queue.Shares.IsDynamic) _states[index] = TaskQueues.withShares(queue.Shares.Current, _states[index]);
         _states[index] = TaskQueues.select(start, _states[index]);
-        long nextTimer = _timers.NextDeadline;
-        bool needed = Core.Reactor.preemptionNeeded(AnotherQueueRunnable(index), nextTimer, Reactor.OperationsInFlight);
-        Reactor.PreparePreempt(needed ? TaskQueues.preemptDeadline(States, index, _preemptIntervalNs, nextTimer, start) : Time.Never, start);
+        _running = index;
+        _preemptArmed = false;
+        ArmPreemption(start);
 
         CurrentQueue = queue;
         SynchronizationContext.SetSynchronizationContext(queue);
@@ -316,6 +342,7 @@ internal sealed class ShardExecutor : IDisposable
             }
         }
         _yieldRequested = false;
+        _running = -1;
         if (preempted) _preemptions++;
         SynchronizationContext.SetSynchronizationContext(null);
         CurrentQueue = DefaultQueue;

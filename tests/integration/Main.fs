@@ -1,0 +1,26 @@
+module Scipio.Integration.Tests.Main
+
+open Expecto
+
+let tests =
+    testList "integration" [
+        KernelAbiTests.tests
+        ShardTests.tests
+        SchedulingTests.tests
+        TimerTests.tests
+        PinningTests.tests
+        BufferedFileTests.tests
+        InFlightTests.tests
+        AllocationTests.tests
+        ErrorTests.tests
+        UnavailableTests.tests
+        CrossThreadTests.tests
+        StatsTests.tests
+    ]
+
+[<EntryPoint>]
+let main argv =
+    for reason in Helpers.pendingReasons do
+        printfn "%s" reason
+
+    runTestsWithCLIArgs [] argv tests
