@@ -16,6 +16,8 @@ let tests =
         UnavailableTests.tests
         CrossThreadTests.tests
         StatsTests.tests
+        ThreeRingTests.tests
+        ReadmeTests.tests
     ]
 
 [<EntryPoint>]
