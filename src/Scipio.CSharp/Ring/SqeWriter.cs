@@ -47,6 +47,18 @@ internal static class SqeWriter
         sqe.UserData = userData;
     }
 
+    /// <summary>IORING_OP_MSG_RING: posts a CQE with <paramref name="targetUserData"/> and result 0 to the ring
+    /// <paramref name="targetRingFd"/>, which wakes a thread waiting on it.</summary>
+    public static void MsgRing(ref IoUringSqe sqe, int targetRingFd, ulong targetUserData, ulong userData)
+    {
+        sqe.Opcode = Opcode.MsgRing;
+        sqe.Fd = targetRingFd;
+        sqe.Addr = 0; // IORING_MSG_DATA: post a CQE (rather than pass a file)
+        sqe.Len = 0; // the res of the CQE posted
+        sqe.Off = targetUserData; // the user_data of the CQE posted
+        sqe.UserData = userData;
+    }
+
     /// <summary>Cancels the in-flight operation whose user_data is <paramref name="target"/>.</summary>
     public static void AsyncCancel(ref IoUringSqe sqe, ulong target, ulong userData)
     {

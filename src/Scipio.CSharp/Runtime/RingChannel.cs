@@ -114,7 +114,8 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
     public bool TryRead(out IoUringCqe cqe)
     {
         if (!Ring.TryReadCompletion(out cqe)) return false;
-        _book = RingBooks.completed((cqe.UserData >> 63) == 0, _book);
+        // A wake-up another shard posted with MSG_RING was never submitted here: not ours to count.
+        if (cqe.UserData != ShardReactor.TagMsgWake) _book = RingBooks.completed((cqe.UserData >> 63) == 0, _book);
         return true;
     }
 
