@@ -244,6 +244,37 @@ let tests =
                   Directory.Delete(dir, true)
           }
 
+          test "a queue that the running one wakes gets the CPU while it loops on YieldIfNeeded" {
+              // Picked alone, with no timer and no I/O pending, the hog needs no preemption timer; spawning into
+              // another queue makes it need one at once.
+              let ran =
+                  runShard (fun () ->
+                      task {
+                          let other = Shard.CreateTaskQueue("other", Shares.Static 100, Latency.NotImportant)
+                          let hog = Shard.CreateTaskQueue("hog", Shares.Static 100, Latency.NotImportant)
+
+                          return!
+                              spawnInto hog (fun () ->
+                                  task {
+                                      let flag = { IsSet = false }
+
+                                      spawnInto other (fun () -> task { flag.IsSet <- true; return 0 }) |> ignore
+                                      let until = Stopwatch.GetTimestamp() + Stopwatch.Frequency // 1 s at most
+                                      let mutable n = 0L
+
+                                      while not flag.IsSet && Stopwatch.GetTimestamp() < until do
+                                          n <- n + 1L
+
+                                          if n % 1024L = 0L then
+                                              do! Shard.YieldIfNeeded()
+
+                                      return flag.IsSet
+                                  })
+                      })
+
+              Expect.isTrue ran "the other queue ran before the hog gave up after a second"
+          }
+
           test "SpawnBlocking runs off the shard, unpinned, and resumes in the calling queue" {
               let onShard, queue, helperCpus, error =
                   runShardWith (ShardOptions(Placement = Placement.Fixed 1)) (fun () ->

@@ -103,7 +103,11 @@ internal sealed class ShardExecutor : IDisposable
 
     public void MarkRunnable(int index)
     {
-        if (!_states[index].Runnable) _states[index] = TaskQueues.wake(_watermark, _now, _states[index]);
+        if (_states[index].Runnable) return;
+        _states[index] = TaskQueues.wake(_watermark, _now, _states[index]);
+        // The running queue woke another (spawned into it, say): it now competes for the CPU, so the running
+        // queue needs the preemption timer even if it did not when it was picked.
+        if (_running >= 0 && index != _running && !_preemptArmed) ArmPreemption(Clock.NowNs);
     }
 
     public void OnSharesChanged(TaskQueue queue) =>
@@ -268,11 +272,11 @@ internal sealed class ShardExecutor : IDisposable
     public void RequestStop()
     {
         _stopRequested = true;
-        Volatile.Write(ref _inboxSignal, 1);
+        Interlocked.Exchange(ref _inboxSignal, 1); // a full fence before Wake reads _parked, as in posting
         Reactor.Wake();
     }
 
-    /// <summary>Runs until <see cref="RequestStop"/>: reap completions of both rings → take posted work → fire due
+    /// <summary>Runs until <see cref="RequestStop"/>: reap completions of the three rings → take posted work → fire due
     /// timers → let the core pick a queue and run it until it is empty or must yield → submit what it prepared →
     /// if nothing is runnable, spin or park until the next timer.</summary>
     public void RunLoop()
