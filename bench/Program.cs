@@ -1,0 +1,113 @@
+using System.Runtime;
+using System.Runtime.InteropServices;
+using Scipio;
+using Scipio.Bench;
+using Scipio.Bench.Benchmarks;
+
+// dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [filter ...]
+var settings = Settings.Full;
+var filters = new List<string>();
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--quick": settings = Settings.Quick with { Verbose = settings.Verbose, Heartbeat = settings.Heartbeat }; break;
+        case "--verbose": settings = settings with { Verbose = true }; break;
+        case "--no-heartbeat": settings = settings with { Heartbeat = false }; break;
+        case "--rounds" when i + 1 < args.Length && int.TryParse(args[i + 1], out int rounds) && rounds > 0:
+            settings = settings with { Rounds = rounds };
+            i++;
+            break;
+        case "-h" or "--help":
+            Console.WriteLine("usage: Scipio.Bench [--quick] [--verbose] [--rounds N] [--no-heartbeat] [filter ...]");
+            Console.WriteLine("  filter: runs the benchmarks whose name contains it (any of them); names:");
+            foreach (var b in Scheduling.All().Concat(Nop.All()).Concat(new Files().All())) Console.WriteLine($"    {b.Name}");
+            return 0;
+        default:
+            if (args[i].StartsWith('-'))
+            {
+                Console.Error.WriteLine($"Unknown option '{args[i]}'; see --help.");
+                return 2;
+            }
+            filters.Add(args[i]);
+            break;
+    }
+}
+
+try
+{
+    Shard.Run(() => Suite.RunAsync(settings, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
+}
+catch (IoUringUnavailableException e)
+{
+    Console.Error.WriteLine($"Cannot run the benchmarks: {e.Message}");
+    return 2;
+}
+return 0;
+
+internal static class Suite
+{
+    public static async Task RunAsync(Settings settings, IReadOnlyList<string> filters)
+    {
+        await using var files = new Files();
+        var benchmarks = Scheduling.All().Concat(Nop.All()).Concat(files.All())
+            .ToList();
+        // A filter that names a benchmark exactly selects only it (file-read-4k-qd1, not also …-qd16).
+        benchmarks = benchmarks.Where(b => filters.Count == 0 || filters.Any(f => benchmarks.Any(x => x.Name == f)
+            ? b.Name == f
+            : b.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).ToList();
+        if (benchmarks.Count == 0)
+        {
+            Console.Error.WriteLine($"No benchmark matches {string.Join(", ", filters)}; see --help.");
+            return;
+        }
+
+        Console.WriteLine(Header(settings));
+        Console.WriteLine();
+        bool stopping = false;
+        var heartbeat = settings.Heartbeat ? Shard.Spawn(async () =>
+        {
+            while (!stopping) await Shard.Sleep(TimeSpan.FromMilliseconds(1));
+        }) : Task.CompletedTask;
+        var harness = new Harness(settings, Console.Out);
+        var results = new List<BenchmarkResult>();
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var benchmark in benchmarks)
+        {
+            Console.Error.Write($"{benchmark.Name} … {(settings.Verbose ? "\n" : "")}");
+            var result = await harness.RunAsync(benchmark);
+            results.Add(result);
+            Console.Error.WriteLine($"{Format.Ns(result.Scipio.MedianNs)} ns/op vs {Format.Ns(result.Baselines[0].MedianNs)} ns/op");
+        }
+        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        stopping = true;
+        await heartbeat;
+
+        Console.WriteLine();
+        Report.Table(Console.Out, results);
+        Console.WriteLine();
+        Report.Notes(Console.Out, results);
+        Console.WriteLine();
+        var stats = Shard.Stats;
+        Console.WriteLine($"Ran in {elapsed.TotalSeconds:0.0} s. Shard: {stats.LoopTurns:N0} loop turns, {stats.Parks:N0} parks, " +
+            $"{stats.Preemptions:N0} preemptions, {stats.Main.Submitted:N0} operations submitted to the main ring, " +
+            $"{stats.Main.Backlogged:N0} backlogged; {GC.CollectionCount(0)} gen0 / {GC.CollectionCount(1)} gen1 / " +
+            $"{GC.CollectionCount(2)} gen2 GCs in the process.");
+    }
+
+    private static string Header(Settings settings)
+    {
+        string cpu = File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))
+                ?.Split(':', 2)[1].Trim() ?? "unknown CPU"
+            : "unknown CPU";
+        string gc = (GCSettings.IsServerGC ? "server" : "workstation") + (GCSettings.LatencyMode == GCLatencyMode.Batch ? "" : ", concurrent");
+        return $"Machine: {Environment.ProcessorCount} CPUs, {cpu}; Linux {Environment.OSVersion.Version}, {RuntimeInformation.OSDescription}; " +
+            $"{RuntimeInformation.FrameworkDescription} ({RuntimeInformation.ProcessArchitecture}), {gc} GC\n" +
+            $"Shard pinned to CPU 0 (Placement.Fixed(0)), main ring {Shard.Stats.Main.SetupFlags}; the ThreadPool as configured by default.\n" +
+            $"Each side: calibrated to ~{settings.Round.TotalMilliseconds:0} ms rounds, warmed up ≥ {settings.WarmUp.TotalMilliseconds:0} ms " +
+            $"(Tier1 JIT), then {settings.Rounds} rounds interleaved with the other side's. Figures: median ns/op (± median absolute " +
+            "deviation), median B/op; ratio = baseline ÷ Scipio (> 1: Scipio faster)." +
+            (settings.Heartbeat ? "\nHeartbeat on: a 1 ms Shard.Sleep loop bounds a park to 1 ms (works around the runtime's lost wake-up; --no-heartbeat to turn off)." : "");
+    }
+}
