@@ -4,23 +4,28 @@ using Scipio;
 using Scipio.Bench;
 using Scipio.Bench.Benchmarks;
 
-// dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [filter ...]
-var settings = Settings.Full;
+// dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [--no-heartbeat] [filter ...]
+bool quick = false, verbose = false, heartbeat = true;
+int? rounds = null;
 var filters = new List<string>();
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
     {
-        case "--quick": settings = Settings.Quick with { Verbose = settings.Verbose, Heartbeat = settings.Heartbeat }; break;
-        case "--verbose": settings = settings with { Verbose = true }; break;
-        case "--no-heartbeat": settings = settings with { Heartbeat = false }; break;
-        case "--rounds" when i + 1 < args.Length && int.TryParse(args[i + 1], out int rounds) && rounds > 0:
-            settings = settings with { Rounds = rounds };
+        case "--quick": quick = true; break;
+        case "--verbose": verbose = true; break;
+        case "--no-heartbeat": heartbeat = false; break;
+        case "--rounds" when i + 1 < args.Length && int.TryParse(args[i + 1], out int n) && n > 0:
+            rounds = n;
             i++;
             break;
         case "-h" or "--help":
             Console.WriteLine("usage: Scipio.Bench [--quick] [--verbose] [--rounds N] [--no-heartbeat] [filter ...]");
-            Console.WriteLine("  filter: runs the benchmarks whose name contains it (any of them); names:");
+            Console.WriteLine("  --quick         a smoke run for CI: 3 short rounds per side");
+            Console.WriteLine("  --verbose       print every round of every side");
+            Console.WriteLine("  --rounds N      measured rounds per side (default 9; --quick: 3)");
+            Console.WriteLine("  --no-heartbeat  no 1 ms heartbeat under spawn-yield's Scipio side (see README.md)");
+            Console.WriteLine("  filter          run the benchmarks whose name contains it, or is it; names:");
             foreach (var b in Scheduling.All().Concat(Nop.All()).Concat(new Files().All())) Console.WriteLine($"    {b.Name}");
             return 0;
         default:
@@ -33,10 +38,12 @@ for (int i = 0; i < args.Length; i++)
             break;
     }
 }
+var settings = (quick ? Settings.Quick : Settings.Full) with { Verbose = verbose, Heartbeat = heartbeat };
+if (rounds is { } r) settings = settings with { Rounds = r };
 
 try
 {
-    Shard.Run(() => Suite.RunAsync(settings, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
+    Shard.Run(() => Suite.RunAsync(settings, quick, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
 }
 catch (IoUringUnavailableException e)
 {
@@ -47,7 +54,7 @@ return 0;
 
 internal static class Suite
 {
-    public static async Task RunAsync(Settings settings, IReadOnlyList<string> filters)
+    public static async Task RunAsync(Settings settings, bool quick, IReadOnlyList<string> filters)
     {
         await using var files = new Files();
         var benchmarks = Scheduling.All().Concat(Nop.All()).Concat(files.All())
@@ -63,12 +70,8 @@ internal static class Suite
         }
 
         Console.WriteLine(Header(settings));
-        Console.WriteLine();
-        bool stopping = false;
-        var heartbeat = settings.Heartbeat ? Shard.Spawn(async () =>
-        {
-            while (!stopping) await Shard.Sleep(TimeSpan.FromMilliseconds(1));
-        }) : Task.CompletedTask;
+        if (quick) Console.WriteLine("--quick: a smoke run (few, short rounds); quote the figures of a full run.");
+        if (settings.Verbose) Console.WriteLine();
         var harness = new Harness(settings, Console.Out);
         var results = new List<BenchmarkResult>();
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -80,8 +83,6 @@ internal static class Suite
             Console.Error.WriteLine($"{Format.Ns(result.Scipio.MedianNs)} ns/op vs {Format.Ns(result.Baselines[0].MedianNs)} ns/op");
         }
         var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-        stopping = true;
-        await heartbeat;
 
         Console.WriteLine();
         Report.Table(Console.Out, results);
@@ -108,6 +109,8 @@ internal static class Suite
             $"Each side: calibrated to ~{settings.Round.TotalMilliseconds:0} ms rounds, warmed up ≥ {settings.WarmUp.TotalMilliseconds:0} ms " +
             $"(Tier1 JIT), then {settings.Rounds} rounds interleaved with the other side's. Figures: median ns/op (± median absolute " +
             "deviation), median B/op; ratio = baseline ÷ Scipio (> 1: Scipio faster)." +
-            (settings.Heartbeat ? "\nHeartbeat on: a 1 ms Shard.Sleep loop bounds a park to 1 ms (works around the runtime's lost wake-up; --no-heartbeat to turn off)." : "");
+            "\nThe shard polls a ThreadPool round for completion every 1 ms instead of awaiting it" +
+            (settings.Heartbeat ? "; while a Scipio side that waits for other threads runs (spawn-yield), a 1 ms heartbeat bounds each park" : "") +
+            " (both work around a lost wake-up in the runtime: see bench/README.md).";
     }
 }
