@@ -49,9 +49,6 @@ internal sealed record Benchmark(
     /// <summary>Runs on the shard before the benchmark (outside any measurement), e.g. to create a file.</summary>
     public Func<ValueTask>? Setup { get; init; }
 
-    /// <summary>The Scipio side depends on other threads waking the shard (today: a spawned async function completes
-    /// through the ThreadPool), so it runs with the heartbeat (<see cref="Settings.Heartbeat"/>).</summary>
-    public bool ScipioWaitsForOtherThreads { get; init; }
 }
 
 /// <summary>The rounds of one side: ns/op and B/op of each measured round.</summary>
@@ -108,19 +105,16 @@ internal static class Stats
 }
 
 /// <summary>How long and how often each side is measured.</summary>
-/// <param name="Heartbeat">While the Scipio side of a benchmark that waits for other threads runs, keep a task on the
-/// shard that sleeps 1 ms in a loop, so the shard never parks for longer: a workaround for a lost wake-up in the
-/// runtime (a post from another thread can leave the shard parked for good; see README.md).</param>
-internal sealed record Settings(int Rounds, TimeSpan Round, TimeSpan WarmUp, TimeSpan Settle, bool Verbose, bool Heartbeat)
+internal sealed record Settings(int Rounds, TimeSpan Round, TimeSpan WarmUp, TimeSpan Settle, bool Verbose)
 {
-    public static Settings Full { get; } = new(9, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(600), TimeSpan.FromMilliseconds(5), false, true);
+    public static Settings Full { get; } = new(9, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(600), TimeSpan.FromMilliseconds(5), false);
 
     /// <summary>A smoke run for CI: every benchmark runs and reports, but the rounds are short and few.</summary>
-    public static Settings Quick { get; } = new(3, TimeSpan.FromMilliseconds(30), TimeSpan.FromMilliseconds(300), TimeSpan.FromMilliseconds(2), false, true);
+    public static Settings Quick { get; } = new(3, TimeSpan.FromMilliseconds(30), TimeSpan.FromMilliseconds(300), TimeSpan.FromMilliseconds(2), false);
 }
 
 /// <summary>Runs benchmarks from the shard: the Scipio side inline on the shard, baselines through
-/// <c>Task.Run</c> (the shard sleeps meanwhile, waking once a millisecond to see whether the round is over). Per benchmark: calibrate each side to
+/// <c>Task.Run</c> (the shard parks meanwhile, and the round's completion wakes it). Per benchmark: calibrate each side to
 /// rounds of about <see cref="Settings.Round"/>, warm it up (the tiered JIT promotes hot methods to Tier1 only after
 /// a delay and 30 calls, twice with PGO), then measure the rounds interleaved — Scipio, baselines, baselines,
 /// Scipio, … — so that the VM's slow moments hit both sides alike.</summary>
@@ -130,37 +124,10 @@ internal sealed class Harness(Settings settings, TextWriter log)
     /// the shard, the bytes the whole process allocated.</summary>
     private readonly record struct Sample(long Ticks, long CpuNs, long Bytes, long ProcessBytes);
 
-    /// <summary>How often the shard checks whether a ThreadPool round is over.</summary>
-    private static readonly TimeSpan s_poll = TimeSpan.FromMilliseconds(1);
-
     public async Task<BenchmarkResult> RunAsync(Benchmark benchmark)
     {
         if (benchmark.Setup is not null) await benchmark.Setup();
-        if (!settings.Heartbeat || !benchmark.ScipioWaitsForOtherThreads) return await RunSidesAsync(benchmark);
-        bool done = false;
-        var heartbeat = Shard.Spawn(async () =>
-        {
-            while (!done) await Shard.Sleep(s_poll);
-        });
-        try
-        {
-            return await RunSidesAsync(benchmark);
-        }
-        finally
-        {
-            done = true;
-            await heartbeat;
-        }
-    }
-
-    /// <summary>Waits on the shard for a task that completes on another thread, by polling it every millisecond
-    /// instead of awaiting it: an await would be a post from that thread, which can be lost (see README.md). The
-    /// shard wakes once a millisecond meanwhile, which costs the ThreadPool side a few microseconds of CPU 0 per
-    /// millisecond.</summary>
-    public static async ValueTask<T> WaitOffShard<T>(Task<T> task)
-    {
-        while (!task.IsCompleted) await Shard.Sleep(s_poll);
-        return await task;
+        return await RunSidesAsync(benchmark);
     }
 
     private async Task<BenchmarkResult> RunSidesAsync(Benchmark benchmark)
@@ -240,7 +207,7 @@ internal sealed class Harness(Settings settings, TextWriter log)
 
     private async ValueTask<Sample> MeasureAsync(Side side, long n)
     {
-        if (side.Runner == Runner.ThreadPool) return await WaitOffShard(Task.Run(() => MeasureOnThreadPool(side.Body, n)));
+        if (side.Runner == Runner.ThreadPool) return await Task.Run(() => MeasureOnThreadPool(side.Body, n));
         // Lets ThreadPool workers of the previous baseline round stop spinning before the shard's round starts.
         await Shard.Sleep(settings.Settle);
         return await MeasureOnShard(side.Body, n);

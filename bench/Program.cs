@@ -4,8 +4,8 @@ using Scipio;
 using Scipio.Bench;
 using Scipio.Bench.Benchmarks;
 
-// dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [--no-heartbeat] [filter ...]
-bool quick = false, verbose = false, heartbeat = true;
+// dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [filter ...]
+bool quick = false, verbose = false;
 int? rounds = null;
 var filters = new List<string>();
 for (int i = 0; i < args.Length; i++)
@@ -14,17 +14,15 @@ for (int i = 0; i < args.Length; i++)
     {
         case "--quick": quick = true; break;
         case "--verbose": verbose = true; break;
-        case "--no-heartbeat": heartbeat = false; break;
         case "--rounds" when i + 1 < args.Length && int.TryParse(args[i + 1], out int n) && n > 0:
             rounds = n;
             i++;
             break;
         case "-h" or "--help":
-            Console.WriteLine("usage: Scipio.Bench [--quick] [--verbose] [--rounds N] [--no-heartbeat] [filter ...]");
+            Console.WriteLine("usage: Scipio.Bench [--quick] [--verbose] [--rounds N] [filter ...]");
             Console.WriteLine("  --quick         a smoke run for CI: 3 short rounds per side");
             Console.WriteLine("  --verbose       print every round of every side");
             Console.WriteLine("  --rounds N      measured rounds per side (default 9; --quick: 3)");
-            Console.WriteLine("  --no-heartbeat  no 1 ms heartbeat under spawn-yield's Scipio side (see README.md)");
             Console.WriteLine("  filter          run the benchmarks whose name contains it, or is it; names:");
             foreach (var b in Scheduling.All().Concat(Nop.All()).Concat(new Files().All())) Console.WriteLine($"    {b.Name}");
             return 0;
@@ -38,7 +36,7 @@ for (int i = 0; i < args.Length; i++)
             break;
     }
 }
-var settings = (quick ? Settings.Quick : Settings.Full) with { Verbose = verbose, Heartbeat = heartbeat };
+var settings = (quick ? Settings.Quick : Settings.Full) with { Verbose = verbose };
 if (rounds is { } r) settings = settings with { Rounds = r };
 
 try
@@ -108,9 +106,6 @@ internal static class Suite
             $"Shard pinned to CPU 0 (Placement.Fixed(0)), main ring {Shard.Stats.Main.SetupFlags}; the ThreadPool as configured by default.\n" +
             $"Each side: calibrated to ~{settings.Round.TotalMilliseconds:0} ms rounds, warmed up ≥ {settings.WarmUp.TotalMilliseconds:0} ms " +
             $"(Tier1 JIT), then {settings.Rounds} rounds interleaved with the other side's. Figures: median ns/op (± median absolute " +
-            "deviation), median B/op; ratio = baseline ÷ Scipio (> 1: Scipio faster)." +
-            "\nThe shard polls a ThreadPool round for completion every 1 ms instead of awaiting it" +
-            (settings.Heartbeat ? "; while a Scipio side that waits for other threads runs (spawn-yield), a 1 ms heartbeat bounds each park" : "") +
-            " (both work around a lost wake-up in the runtime: see bench/README.md).";
+            "deviation), median B/op; ratio = baseline ÷ Scipio (> 1: Scipio faster).";
     }
 }

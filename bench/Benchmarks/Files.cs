@@ -81,7 +81,7 @@ internal sealed class Files : IAsyncDisposable
         _directory = Path.Combine(Path.GetTempPath(), $"scipio-bench-{Environment.ProcessId}");
         _path = Path.Combine(_directory, "random-64m.bin");
         string path = _path, directory = _directory;
-        await Harness.WaitOffShard(Task.Run(() =>
+        await Task.Run(() =>
         {
             Directory.CreateDirectory(directory);
             var chunk = new byte[1 << 20];
@@ -98,7 +98,7 @@ internal sealed class Files : IAsyncDisposable
             using var check = File.OpenHandle(path);
             for (long offset = 0; offset < FileSize; offset += chunk.Length) RandomAccess.Read(check, chunk, offset);
             return true;
-        }));
+        });
         _asyncHandle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
         _syncHandle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         _file = await BufferedFile.OpenAsync(path, FileMode.Open, FileAccess.ReadWrite);

@@ -34,7 +34,6 @@ internal static class Scheduling
         {
             // SpawnedWork finishes through the ThreadPool when the spawned function completes asynchronously
             // (ConfigureAwait(false) under the queue's SynchronizationContext), and the result is posted back.
-            ScipioWaitsForOtherThreads = true,
         };
 
         yield return new Benchmark(

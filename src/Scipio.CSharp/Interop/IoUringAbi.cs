@@ -65,6 +65,7 @@ internal static class IoUringConst
     public const uint FsyncDataSync = 1;
     public const uint TimeoutAbs = 1, TimeoutUpdate = 2;
     public const uint RegisterProbe = 8;
+    public const uint RegisterIowqAff = 17;
     public const ushort ProbeOpSupported = 1;
 }
 

@@ -181,6 +181,18 @@ internal sealed unsafe class Ring : IDisposable
                 _supportedOps[entries[i].Op >> 6] |= 1ul << (entries[i].Op & 63);
     }
 
+    /// <summary>Sets the CPUs of the kernel's io-wq workers for this ring (IORING_REGISTER_IOWQ_AFF). They would
+    /// otherwise inherit the shard thread's pin and compete with it for its own CPU. Best effort: false if the
+    /// kernel refuses.</summary>
+    public bool SetWorkerAffinity(int[] cpus)
+    {
+        const int words = 16;
+        ulong* mask = stackalloc ulong[words];
+        new Span<ulong>(mask, words).Clear();
+        foreach (int c in cpus) mask[c / 64] |= 1ul << (c % 64);
+        return Libc.Syscall(Libc.SysIoUringRegister, _fd, IoUringConst.RegisterIowqAff, (long)mask, words * sizeof(ulong), 0, 0) == 0;
+    }
+
     /// <summary>Throws <see cref="IoUringUnavailableException"/> naming every opcode in <paramref name="required"/>
     /// that the kernel's probe does not list.</summary>
     public void RequireOpcodes(ReadOnlySpan<Opcode> required)

@@ -27,6 +27,8 @@ internal sealed class ShardExecutor : IDisposable
     private volatile bool _stopRequested;
 
     private bool _yieldRequested;
+    private bool _loopTurnRequested; // Sleep(0): end the run so the loop turns
+    private int _runnableQueues;
     private int _running = -1; // the queue RunQueue is running, -1 between runs
     private bool _preemptArmed; // the preemption timer was armed for the current run
     private readonly Ring.Ring _latencyRing; // read on every NeedPreempt: one hop fewer than through Reactor
@@ -42,7 +44,7 @@ internal sealed class ShardExecutor : IDisposable
         _spinNs = Clock.ToNs(options.SpinBeforePark);
         _hasWork = HasWork;
         _now = Clock.NowNs;
-        Reactor = new ShardReactor(options.RingEntries);
+        Reactor = new ShardReactor(options.RingEntries, Cpus.AllowedAtStart);
         _latencyRing = Reactor.Latency.Ring;
         YieldSource = new YieldIfNeededSource(this);
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
@@ -105,6 +107,7 @@ internal sealed class ShardExecutor : IDisposable
     {
         if (_states[index].Runnable) return;
         _states[index] = TaskQueues.wake(_watermark, _now, _states[index]);
+        _runnableQueues++;
         // The running queue woke another (spawned into it, say): it now competes for the CPU, so the running
         // queue needs the preemption timer even if it did not when it was picked.
         if (_running >= 0 && index != _running && !_preemptArmed) ArmPreemption(Clock.NowNs);
@@ -183,6 +186,13 @@ internal sealed class ShardExecutor : IDisposable
         if (delay < TimeSpan.Zero && delay != Timeout.InfiniteTimeSpan)
             ThrowHelper.ThrowArgumentOutOfRange(nameof(delay), delay, "The delay must be zero or positive, or Timeout.InfiniteTimeSpan.");
         if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
+        if (delay == TimeSpan.Zero)
+        {
+            // Due at once: what it owes the caller is one turn of the run loop (reap, timers, a fresh pick), not a
+            // clock read and a trip through the timer heap.
+            _loopTurnRequested = true;
+            return new ValueTask(YieldSource, 0);
+        }
         if (!_freeTimers.TryPop(out var timer))
         {
             timer = new TimerOperation(this, _timerOps.Count);
@@ -255,13 +265,8 @@ internal sealed class ShardExecutor : IDisposable
         }
     }
 
-    private bool AnotherQueueRunnable(int index)
-    {
-        var states = States;
-        for (int i = 0; i < states.Length; i++)
-            if (i != index && states[i].Runnable) return true;
-        return false;
-    }
+    /// <summary>Whether a queue other than <paramref name="index"/> (which is runnable: it is running) is runnable.</summary>
+    private bool AnotherQueueRunnable(int index) => _runnableQueues > (_states[index].Runnable ? 1 : 0);
 
     private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || TaskQueues.pickNext(States) >= 0;
 
@@ -330,12 +335,14 @@ internal sealed class ShardExecutor : IDisposable
         while (work.TryDequeue(out var item))
         {
             ran++;
+            _tasksRun++; // counted as it runs: one run may last as long as the program (Shard.Stats reads it mid-run)
             item.Run();
             if (NeedPreempt)
             {
                 preempted = true;
                 break;
             }
+            if (_loopTurnRequested) break;
             if (_yieldRequested)
             {
                 // The scheduler would pick this queue again unless another is runnable or a completion waits to
@@ -346,6 +353,7 @@ internal sealed class ShardExecutor : IDisposable
             }
         }
         _yieldRequested = false;
+        _loopTurnRequested = false;
         _running = -1;
         if (preempted) _preemptions++;
         SynchronizationContext.SetSynchronizationContext(null);
@@ -353,9 +361,9 @@ internal sealed class ShardExecutor : IDisposable
 
         long end = Clock.NowNs;
         _now = end;
-        _tasksRun += ran;
         _runtimeNs += end - start;
         _states[index] = TaskQueues.account(end, end - start, ran, work.Count > 0, _states[index]);
+        if (!_states[index].Runnable) _runnableQueues--;
         _watermark = TaskQueues.watermark(States, _watermark, index);
     }
 

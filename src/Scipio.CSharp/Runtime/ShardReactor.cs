@@ -36,7 +36,10 @@ internal sealed class ShardReactor : IDisposable
     private long _wakeups;
     private readonly bool _msgRingSupported;
 
-    public ShardReactor(int ringEntries)
+    /// <param name="ringEntries">SQ entries of the main and poll rings.</param>
+    /// <param name="workerCpus">CPUs for the kernel's io-wq workers (buffered writes and other work io_uring cannot
+    /// do without blocking): the process's CPUs other than the shard's own, so that they do not compete with it.</param>
+    public ShardReactor(int ringEntries, int[] workerCpus)
     {
         var made = new List<IDisposable>();
         try
@@ -47,6 +50,7 @@ internal sealed class ShardReactor : IDisposable
             Latency = Channel(RingKind.Latency, RingRole.Latency, (uint)Math.Max(32, ringEntries / 4), made);
             Poll = Channel(RingKind.Poll, RingRole.Poll, (uint)ringEntries, made);
             _msgRingSupported = Main.Ring.Supports(Opcode.MsgRing);
+            foreach (var c in made) ((RingChannel)c).Ring.SetWorkerAffinity(workerCpus);
             _eventFd = Libc.EventFd(0, Libc.EfdCloexec);
             if (_eventFd < 0) throw Errno.ToException(Libc.LastErrno, "eventfd for waking the shard");
             _timespec = Pinning.AllocZeroed(16);

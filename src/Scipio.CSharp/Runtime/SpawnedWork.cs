@@ -32,9 +32,11 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem
         else
         {
             _inner = inner;
-            // ConfigureAwait(false): finish where the inner task completes (this shard, normally) instead of
-            // posting a second hop through the queue; awaiters of our Task still resume in their own queues.
-            inner.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(OnInnerCompleted);
+            // The queue's context is captured: when the inner task completes in the same queue (the usual case)
+            // .NET runs this inline. Without it (ConfigureAwait(false)) .NET refuses to inline a context-free
+            // continuation under a custom SynchronizationContext and sends it through the ThreadPool: a park and a
+            // cross-CPU wake per spawn (measured: 6 µs instead of 0.2).
+            inner.GetAwaiter().UnsafeOnCompleted(OnInnerCompleted);
         }
     }
 
