@@ -5,6 +5,7 @@ using Scipio.Bench;
 using Scipio.Bench.Benchmarks;
 
 // dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [filter ...]
+if (LatencyReport.RunChildIfAsked(args)) return 0;
 bool quick = false, verbose = false;
 int? rounds = null;
 var filters = new List<string>();
@@ -23,7 +24,8 @@ for (int i = 0; i < args.Length; i++)
             Console.WriteLine("  --quick         a smoke run for CI: 3 short rounds per side");
             Console.WriteLine("  --verbose       print every round of every side");
             Console.WriteLine("  --rounds N      measured rounds per side (default 9; --quick: 3)");
-            Console.WriteLine("  filter          run the benchmarks whose name contains it, or is it; names:");
+            Console.WriteLine("  filter          run the benchmarks whose name contains it, or is it; 'latency' runs only the");
+            Console.WriteLine("                  wake-to-run and cross-shard wake-up distributions; names:");
             foreach (var b in Scheduling.All().Concat(Nop.All()).Concat(new Files().All())) Console.WriteLine($"    {b.Name}");
             return 0;
         default:
@@ -41,7 +43,10 @@ if (rounds is { } r) settings = settings with { Rounds = r };
 
 try
 {
-    Shard.Run(() => Suite.RunAsync(settings, quick, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
+    bool latencyOnly = filters.Count == 1 && filters[0] == "latency";
+    if (!latencyOnly)
+        Shard.Run(() => Suite.RunAsync(settings, quick, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
+    if (latencyOnly || (filters.Count == 0 && !quick)) LatencyReport.Report(Console.Out);
 }
 catch (IoUringUnavailableException e)
 {

@@ -275,6 +275,44 @@ let tests =
               Expect.isTrue ran "the other queue ran before the hog gave up after a second"
           }
 
+          test "two shards wake each other (IORING_OP_MSG_RING) for 5,000 round trips, parked between messages" {
+              let queueOfB = TaskCompletionSource<TaskQueue>()
+              let stopB = TaskCompletionSource()
+
+              let b =
+                  Shard.Start(
+                      Func<Task<int64>>(fun () ->
+                          task {
+                              queueOfB.SetResult Shard.CurrentTaskQueue
+                              do! stopB.Task
+                              return Shard.Stats.Wakeups
+                          }),
+                      ShardOptions(Placement = Placement.Fixed 1)
+                  )
+
+              let onB = awaitBounded "shard B's start" shardTimeout queueOfB.Task
+              let rounds = 5_000
+
+              let wakeupsOfA =
+                  runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
+                      task {
+                          let onA = Shard.CurrentTaskQueue
+
+                          for _ in 1..rounds do
+                              let back = TaskCompletionSource()
+                              onB.Post((fun _ -> onA.Post((fun _ -> back.SetResult()), null)), null)
+                              do! back.Task
+
+                          return Shard.Stats.Wakeups
+                      })
+
+              stopB.SetResult()
+              let wakeupsOfB = awaitBounded "shard B" shardTimeout b.Completion
+              // Both sides park between messages most of the time; each of those parks ends in a counted wake-up.
+              Expect.isGreaterThan wakeupsOfA 0L "shard A was woken by shard B"
+              Expect.isGreaterThan wakeupsOfB 0L "shard B was woken by shard A"
+          }
+
           test "SpawnBlocking runs off the shard, unpinned, and resumes in the calling queue" {
               let onShard, queue, helperCpus, error =
                   runShardWith (ShardOptions(Placement = Placement.Fixed 1)) (fun () ->
