@@ -122,13 +122,9 @@ let private pendingReads (file: BufferedFile) (count: int) (token: CancellationT
     Array.init count (fun _ ->
         spawn (fun () -> task { return! file.ReadAtAsync(Memory(Array.zeroCreate 16), 0L, token) }))
 
-/// Regression (a bug this suite found, now fixed): cancels wait for CQ room that only completions can free. ShardReactor.SubmitCancel
-/// (Runtime/ShardReactor.cs) gets its SQE through TryGetSqe, i.e. the core's RingBook admission, which refuses while
-/// Prepared + InFlight >= CqEntries; the cancel then waits in _pendingCancels, which is drained only in ReapMain
-/// after a completion. When the ring is full of operations that complete only on an outside event (a FIFO or,
-/// later, a socket read) nothing completes: seen as InFlight = 4 of CqEntries = 4, 4 cancels pending, the shard
-/// parked for good. Pending until src/ is fixed (a copy of src/ in which the wake-up read and cancels take an SQE
-/// without the CQ admission passed this test).
+/// Regression: cancels used to wait for CQ room that only completions could free, and with the ring full of reads
+/// that complete only on an outside event (a FIFO, later an idle socket) nothing completed: the shard parked for
+/// good. The core's RingBook now keeps half the CQ for the shard's own operations (cancels, the wake-up read).
 let private cancelWithFullRing =
     testCase
         "with more reads in flight than a small ring holds, canceling them all ends every one"
@@ -163,12 +159,9 @@ let private cancelWithFullRing =
             |> Array.iteri (fun i thrown ->
                 expectExn<OperationCanceledException> $"read %d{i} of 8 after the cancel" thrown |> ignore))
 
-/// Regression (a bug this suite found, now fixed): a shard whose ring is full cannot be woken from another thread. ShardReactor.ArmWake
-/// (Runtime/ShardReactor.cs) takes the eventfd read's SQE through the same RingBook admission and gives up when the
-/// CQ budget is used ("their completions will wake the shard anyway"), which is false when those operations wait
-/// for an outside event: the shard parks with no wake-up read, and a post from the timer thread writes an eventfd
-/// nobody reads. Seen as _wakeArmed = false, InFlight = 4 of 4, 4 backlogged, stuck awaiting Task.Delay. With the
-/// default 256 entries (CQ 512) that is 512 idle reads: a server's idle connections.
+/// Regression: a shard whose ring was full could not be woken from another thread — the eventfd read was left
+/// unarmed for lack of CQ room — so a post from the timer thread wrote an eventfd nobody read. With the default 256
+/// entries that was 512 idle reads: a server's idle connections. Fixed with the same reserved room.
 let private wakeWithFullRing =
     testCase
         "with the ring full of reads that never complete, a foreign Task still wakes the shard"
