@@ -46,7 +46,7 @@ internal static class Nop
         var reactor = executor.Reactor;
         for (long i = 0; i < n; i++)
         {
-            var op = reactor.RentOperation(executor).Prepare("nop", null, default);
+            var op = executor.RentOperation("nop", null, default);
             op.SetNop();
             reactor.Submit(op);
             await new ValueTask<int>(op, op.Version);
@@ -62,7 +62,7 @@ internal static class Nop
         {
             for (int j = 0; j < Batch; j++)
             {
-                var op = reactor.RentOperation(executor).Prepare("nop", null, default);
+                var op = executor.RentOperation("nop", null, default);
                 op.SetNop();
                 reactor.Submit(op);
                 pending[j] = new ValueTask<int>(op, op.Version);

@@ -115,7 +115,7 @@ let private directRead (path: string) (times: int) =
             let device = Scipio.Interop.Files.DeviceKey fd
 
             for _ in 1..times do
-                let op = executor.Reactor.RentOperation(executor).Prepare("direct read", path, CancellationToken.None)
+                let op = executor.RentOperation("direct read", path, CancellationToken.None)
                 op.SetRead(fd, new Buffers.MemoryHandle(), uint64 (NativePtr.toNativeInt (NativePtr.ofVoidPtr<byte> buffer)), 4096u, 0UL)
                 op.SetDirect device
                 executor.Submit op

@@ -46,7 +46,7 @@ public sealed class BufferedFile : IAsyncDisposable
         int flags = OpenFlags(mode, access);
         var executor = ShardExecutor.Require("BufferedFile.OpenAsync");
         cancellationToken.ThrowIfCancellationRequested();
-        var op = executor.Reactor.RentOperation(executor).Prepare("open", full, cancellationToken);
+        var op = executor.RentOperation("open", full, cancellationToken);
         op.SetOpenAt(full, flags, DefaultMode);
         executor.Submit(op);
         int fd = await new ValueTask<int>(op, op.Version);
@@ -139,7 +139,7 @@ public sealed class BufferedFile : IAsyncDisposable
         CheckShard("BufferedFile.DisposeAsync");
         int fd = _fd;
         _fd = -1;
-        var op = _owner.Reactor.RentOperation(_owner).Prepare("close", Path, default);
+        var op = _owner.RentOperation("close", Path, default);
         op.SetClose(fd);
         _owner.Submit(op);
         await new ValueTask(op, op.Version);
@@ -152,7 +152,7 @@ public sealed class BufferedFile : IAsyncDisposable
         CheckShard(what);
         if (_fd < 0) ThrowHelper.ThrowObjectDisposed($"BufferedFile '{Path}'");
         if (cancellationToken.IsCancellationRequested) return null;
-        return _owner.Reactor.RentOperation(_owner).Prepare(what, Path, cancellationToken);
+        return _owner.RentOperation(what, Path, cancellationToken);
     }
 
     private void CheckShard(string what)

@@ -3,7 +3,15 @@ namespace Scipio.Interop;
 /// <summary>CPU affinity: the CPUs the process may use, pinning the calling thread, and where it runs.</summary>
 internal static unsafe class Cpus
 {
-    private const int MaskWords = 16; // 1024 CPUs, glibc's CPU_SETSIZE
+    /// <summary>Words of a cpu_set_t: 1024 CPUs, glibc's CPU_SETSIZE.</summary>
+    public const int MaskWords = 16;
+
+    /// <summary>Writes the cpu_set_t of <paramref name="cpus"/> into <paramref name="mask"/> (MaskWords words).</summary>
+    public static void FillMask(ulong* mask, int[] cpus)
+    {
+        new Span<ulong>(mask, MaskWords).Clear();
+        foreach (int c in cpus) mask[c / 64] |= 1ul << (c % 64);
+    }
 
     /// <summary>The CPUs the process was allowed at start: the main thread's mask (read through the process id,
     /// which names the main thread). Shards never pin the main thread, so this stays the process's own set.</summary>
@@ -25,14 +33,10 @@ internal static unsafe class Cpus
     public static void PinCurrentThread(int[] cpus)
     {
         ulong* mask = stackalloc ulong[MaskWords];
-        new Span<ulong>(mask, MaskWords).Clear();
-        foreach (int c in cpus) mask[c / 64] |= 1ul << (c % 64);
+        FillMask(mask, cpus);
         if (Libc.SchedSetAffinity(0, MaskWords * sizeof(ulong), mask) != 0)
             throw Errno.ToException(Libc.LastErrno, $"sched_setaffinity to CPUs {string.Join(",", cpus)}");
     }
-
-    /// <summary>The CPUs the calling thread may run on now.</summary>
-    public static int[] OfCurrentThread() => Read(0);
 
     /// <summary>The CPU the calling thread is running on at this instant.</summary>
     public static int Current() => Libc.SchedGetCpu();

@@ -54,13 +54,12 @@ internal enum Opcode : byte
     Read = 22,
     Write = 23,
     MsgRing = 40,
-    Last = 58,
 }
 
 internal static class IoUringConst
 {
     public const ulong OffSqRing = 0, OffCqRing = 0x8000000, OffSqes = 0x10000000;
-    public const uint SqNeedWakeup = 1, SqCqOverflow = 2, SqTaskRun = 4;
+    public const uint SqCqOverflow = 2, SqTaskRun = 4;
     public const uint CqeFMore = 1u << 1;
     public const uint FsyncDataSync = 1;
     public const uint TimeoutAbs = 1, TimeoutUpdate = 2;
@@ -186,7 +185,7 @@ internal struct ProbeOp
 [StructLayout(LayoutKind.Explicit, Size = 256)]
 internal struct Statx
 {
-    public const uint MaskType = 0x1, MaskSize = 0x200, MaskBasicStats = 0x7ff;
+    public const uint MaskType = 0x1, MaskSize = 0x200;
 
     [FieldOffset(0)] public uint Mask;
     [FieldOffset(4)] public uint BlockSize;

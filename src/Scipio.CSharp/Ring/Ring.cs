@@ -186,11 +186,9 @@ internal sealed unsafe class Ring : IDisposable
     /// kernel refuses.</summary>
     public bool SetWorkerAffinity(int[] cpus)
     {
-        const int words = 16;
-        ulong* mask = stackalloc ulong[words];
-        new Span<ulong>(mask, words).Clear();
-        foreach (int c in cpus) mask[c / 64] |= 1ul << (c % 64);
-        return Libc.Syscall(Libc.SysIoUringRegister, _fd, IoUringConst.RegisterIowqAff, (long)mask, words * sizeof(ulong), 0, 0) == 0;
+        ulong* mask = stackalloc ulong[Cpus.MaskWords];
+        Cpus.FillMask(mask, cpus);
+        return Libc.Syscall(Libc.SysIoUringRegister, _fd, IoUringConst.RegisterIowqAff, (long)mask, Cpus.MaskWords * sizeof(ulong), 0, 0) == 0;
     }
 
     /// <summary>Throws <see cref="IoUringUnavailableException"/> naming every opcode in <paramref name="required"/>

@@ -22,19 +22,22 @@ internal sealed class RingChannel(RingKind kind, Ring.Ring ring) : IDisposable
     /// <summary>Operations prepared or in flight.</summary>
     public int Busy => _book.InFlight + _book.Prepared;
 
-    public RingStats Stats(string setupFlags) =>
-        new(_book.Submitted, _book.Completed, Busy, _backlogged, setupFlags);
+    /// <summary>User operations submitted here and not completed: in the backlog, prepared or in flight.</summary>
+    public int UserOperations => _book.UserOps + _backlog.Count;
+
+    public RingStats Stats() => new(_book.Submitted, _book.Completed, Busy, _backlogged, Ring.Flags.ToString());
 
     /// <summary>An SQE if the book admits one more operation — a user operation, or one of the shard's own, which
     /// has room kept for it — flushing a full SQ first, counted as prepared; otherwise ok = false and the caller
     /// keeps the operation back.</summary>
     public ref IoUringSqe TryGetSqe(out bool ok, bool user = false)
     {
-        var admission = user ? RingBooks.admit(_book) : RingBooks.admitInternal(_book);
+        Admission Admit() => user ? RingBooks.admit(_book) : RingBooks.admitInternal(_book);
+        var admission = Admit();
         if (admission.IsSubmitFirst)
         {
             Flush();
-            admission = user ? RingBooks.admit(_book) : RingBooks.admitInternal(_book);
+            admission = Admit();
         }
         if (!admission.IsPrepare)
         {

@@ -126,7 +126,7 @@ internal sealed class ShardExecutor : IDisposable
     {
         return new ShardStats(
             Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, Reactor.Wakeups, _preemptions, Reactor.PollFallbacks,
-            Reactor.StatsOf(Reactor.Main), Reactor.StatsOf(Reactor.Latency), Reactor.StatsOf(Reactor.Poll),
+            Reactor.Main.Stats(), Reactor.Latency.Stats(), Reactor.Poll.Stats(),
             _queues.Select(QueueStats).ToArray());
     }
 
@@ -151,6 +151,10 @@ internal sealed class ShardExecutor : IDisposable
         _preemptArmed = true;
         Reactor.PreparePreempt(TaskQueues.preemptDeadline(States, _running, _preemptIntervalNs, nextTimer, nowNs), nowNs);
     }
+
+    /// <summary>A pooled operation set up for a use on behalf of the running queue; then Set* it and submit it.</summary>
+    public IoOperation RentOperation(string what, string? path, CancellationToken ct) =>
+        Reactor.RentOperation(this).Prepare(what, path, ct);
 
     /// <summary>Submits an operation to the ring the core routes it to.</summary>
     public void Submit(IoOperation op)
@@ -268,7 +272,7 @@ internal sealed class ShardExecutor : IDisposable
     /// <summary>Whether a queue other than <paramref name="index"/> (which is runnable: it is running) is runnable.</summary>
     private bool AnotherQueueRunnable(int index) => _runnableQueues > (_states[index].Runnable ? 1 : 0);
 
-    private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || TaskQueues.pickNext(States) >= 0;
+    private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || _runnableQueues > 0;
 
     private ReadOnlySpan<QueueState> States => _states.AsSpan(0, _queues.Count);
 

@@ -22,7 +22,6 @@ internal sealed class ShardReactor : IDisposable
     private readonly List<IoOperation> _ops = [];
     private readonly Stack<IoOperation> _free = new();
     private readonly Dictionary<ulong, PollSupport> _devices = [];
-    private int _operationsInFlightOnMainOrPoll;
     private long _pollFallbacks;
 
     private long _preemptArmedUntil = Time.Never;
@@ -70,13 +69,9 @@ internal sealed class ShardReactor : IDisposable
         return channel;
     }
 
-    /// <summary>True when the latency ring has a completion: the preemption timer fired or latency-sensitive I/O
-    /// completed. A memory compare, no syscall.</summary>
-    public bool LatencyEventPending => Latency.Ring.HasCompletions;
-
     /// <summary>True while operations are in flight on the main or poll ring: a completion there could make a queue
     /// runnable, so the running queue must be preempted now and then to let the loop reap it.</summary>
-    public bool OperationsInFlight => _operationsInFlightOnMainOrPoll > 0;
+    public bool OperationsInFlight => Main.UserOperations + Poll.UserOperations > 0;
 
     /// <summary>Completions of the main or poll ring may be waiting to be reaped (memory reads, no syscall).</summary>
     public bool CompletionsWaiting => Main.Ring.HasCompletions || Main.Ring.KernelHasPendingWork || Poll.Busy > 0;
@@ -107,7 +102,6 @@ internal sealed class ShardReactor : IDisposable
         }
         var device = op.DirectIo ? DeviceSupport(op.DeviceKey) : PollSupport.Unknown;
         var channel = ChannelOf(Routing.route(op.DirectIo, device, op.Queue.Latency.ToCore()));
-        if (!channel.Kind.IsLatency) _operationsInFlightOnMainOrPoll++;
         channel.Submit(op);
     }
 
@@ -144,17 +138,11 @@ internal sealed class ShardReactor : IDisposable
         if (!op.InFlight || op.Channel is not { } channel) return;
         if (channel.RemoveFromBacklog(op))
         {
-            Finished(channel);
             op.InFlight = false;
             op.Complete(-Errno.ECANCELED);
             return;
         }
         if (!channel.Kind.IsPoll) channel.SubmitCancel(op.UserData, 0);
-    }
-
-    private void Finished(RingChannel channel)
-    {
-        if (!channel.Kind.IsLatency) _operationsInFlightOnMainOrPoll--;
     }
 
     // ---- submission and completion ----
@@ -222,7 +210,6 @@ internal sealed class ShardReactor : IDisposable
             {
                 _devices[op.DeviceKey] = support;
                 _pollFallbacks++;
-                Finished(channel);
                 Submit(op); // routed again: the device no longer polls
                 return;
             }
@@ -232,7 +219,6 @@ internal sealed class ShardReactor : IDisposable
             channel.Submit(op); // the rest of a short write
             return;
         }
-        Finished(channel);
     }
 
     // ---- preemption timer ----
@@ -344,8 +330,6 @@ internal sealed class ShardReactor : IDisposable
         }
         foreach (var op in _ops) op.ReleaseBuffers();
     }
-
-    public RingStats StatsOf(RingChannel channel) => channel.Stats(channel.Ring.Flags.ToString());
 
     public void Dispose()
     {
