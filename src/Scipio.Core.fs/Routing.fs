@@ -41,7 +41,7 @@ module Routing =
     /// operation of a latency-sensitive queue goes to the latency ring; everything else to the main ring.
     let route (directIo: bool) (device: PollSupport) (latency: LatencyClass) =
         if directIo && device <> PollSupport.DoesNotPoll then RingKind.Poll
-        elif Latency.matters latency then RingKind.Latency
+        elif LatencyClass.matters latency then RingKind.Latency
         else RingKind.Main
 
     /// A completion `res` arrived on the poll ring for a device with `device` support. EOPNOTSUPP: the device

@@ -7,11 +7,11 @@ open System
 [<Struct>]
 type QueueState =
     {
-        /// CPU shares, Shares.Min..Shares.Max.
+        /// CPU shares, ShareMath.Min..ShareMath.Max.
         Shares: int
         /// Latency class: how soon the queue must run once runnable.
         Latency: LatencyClass
-        /// Virtual runtime: CPU time scaled by Shares.Max / Shares. The runnable queue with the least runs next.
+        /// Virtual runtime: CPU time scaled by ShareMath.Max / Shares. The runnable queue with the least runs next.
         Vruntime: int64
         /// True while the queue has work to run.
         Runnable: bool
@@ -81,7 +81,7 @@ module TaskQueues =
         let elapsed = max 0L elapsedNs
 
         { queue with
-            Vruntime = queue.Vruntime + Shares.virtualRuntime queue.Shares elapsed
+            Vruntime = queue.Vruntime + ShareMath.virtualRuntime queue.Shares elapsed
             RuntimeNs = queue.RuntimeNs + elapsed
             TasksRun = queue.TasksRun + tasksRun
             Runnable = stillRunnable
@@ -116,9 +116,9 @@ module TaskQueues =
         if a.Vruntime <> b.Vruntime then
             vless a.Vruntime b.Vruntime
         else
-            let aMatters = Latency.matters a.Latency
+            let aMatters = LatencyClass.matters a.Latency
 
-            if aMatters <> Latency.matters b.Latency then
+            if aMatters <> LatencyClass.matters b.Latency then
                 aMatters
             else
                 a.LastRanNs < b.LastRanNs
@@ -154,7 +154,7 @@ module TaskQueues =
             if i <> running && queues[i].Runnable && (next < 0 || runsBefore queues[i] queues[next]) then
                 next <- i
 
-        if next >= 0 && running >= 0 && running < queues.Length && Latency.matters queues[next].Latency then
+        if next >= 0 && running >= 0 && running < queues.Length && LatencyClass.matters queues[next].Latency then
             let waiting = queues[next]
             let current = queues[running]
             let gap = waiting.Vruntime - current.Vruntime
@@ -164,9 +164,9 @@ module TaskQueues =
                     nowNs
                 else
                     // +1: pass it, not tie.
-                    Time.addSaturating nowNs (Shares.realTime current.Shares gap + 1L)
+                    Time.addSaturating nowNs (ShareMath.realTime current.Shares gap + 1L)
 
-            let budgetEnds = Time.addSaturating waiting.RunnableSinceNs (Latency.budget waiting.Latency)
+            let budgetEnds = Time.addSaturating waiting.RunnableSinceNs (LatencyClass.budget waiting.Latency)
             deadline <- min deadline (max budgetEnds overtakes)
 
         max nowNs deadline

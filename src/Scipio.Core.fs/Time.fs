@@ -19,3 +19,12 @@ module Time =
     /// `a + b`, clamped to `Never` instead of wrapping around.
     let inline addSaturating (a: int64) (b: int64) =
         if b > 0L && a > Never - b then Never else a + b
+
+    /// A TimeSpan's ticks (100 ns each) in nanoseconds, clamped instead of overflowing: a span longer than `Never`
+    /// nanoseconds (about 29,000 years; TimeSpan.MaxValue is one) is `Never`, and a negative span below
+    /// `Int64.MinValue` nanoseconds is `Int64.MinValue`. Other negative spans convert exactly; callers that do not
+    /// accept them (a Sleep, a latency budget) reject them before converting.
+    let ofTicksSaturating (ticks: int64) =
+        if ticks > Never / NanosPerTick then Never
+        elif ticks < System.Int64.MinValue / NanosPerTick then System.Int64.MinValue
+        else ticks * NanosPerTick

@@ -31,8 +31,8 @@ let Second = 1_000_000_000L
 /// Valid shares, with the bounds and round numbers more likely than a uniform draw would make them.
 let shares =
     Gen.frequency
-        [ 6, Gen.choose (Shares.Min, Shares.Max)
-          1, Gen.elements [ Shares.Min; 2; 100; 500; Shares.Max - 1; Shares.Max ] ]
+        [ 6, Gen.choose (ShareMath.Min, ShareMath.Max)
+          1, Gen.elements [ ShareMath.Min; 2; 100; 500; ShareMath.Max - 1; ShareMath.Max ] ]
 
 /// A latency class; budgets from 10 µs to 10 ms.
 let latency =

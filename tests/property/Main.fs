@@ -9,7 +9,7 @@ let tests =
           TaskQueueTests.tests
           TimerTests.tests
           RingBookTests.tests
-          PlacementTests.tests
+          AffinityTests.tests
           ReactorTests.tests
           RoutingTests.tests
           SimulationTests.tests ]

@@ -34,7 +34,7 @@ let tests =
               Expect.equal (ring = RingKind.Poll) (direct && device <> PollSupport.DoesNotPoll) "poll ring"
 
               if ring <> RingKind.Poll then
-                  Expect.equal (ring = RingKind.Latency) (Latency.matters latency) "latency ring for latency-sensitive queues")
+                  Expect.equal (ring = RingKind.Latency) (LatencyClass.matters latency) "latency ring for latency-sensitive queues")
 
           testPropertyWithConfig quick "EOPNOTSUPP sends the operation again and the device off the poll ring for good"
           <| Prop.forAll

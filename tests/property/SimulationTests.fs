@@ -75,7 +75,7 @@ let private scenarioOf (queues: Gen<QueueSpec array>) =
 /// Three hogs with shares k, 2k, 4k in a random order.
 let private ratioScenario =
     gen {
-        let! k = Gen.choose (1, Shares.Max / 4)
+        let! k = Gen.choose (1, ShareMath.Max / 4)
         let! queues = [ 1; 2; 4 ] |> List.map (fun m -> hog (m * k) LatencyClass.NotImportant) |> Gen.sequenceToArray
         return! scenarioOf (Gen.constant queues)
     }

@@ -16,7 +16,7 @@ let private referencePick (queues: QueueState array) =
     queues
     |> Array.indexed
     |> Array.filter (fun (_, q) -> q.Runnable)
-    |> Array.sortBy (fun (i, q) -> q.Vruntime, not (Latency.matters q.Latency), q.LastRanNs, i)
+    |> Array.sortBy (fun (i, q) -> q.Vruntime, not (LatencyClass.matters q.Latency), q.LastRanNs, i)
     |> Array.tryHead
     |> Option.map fst
     |> Option.defaultValue -1
@@ -109,7 +109,7 @@ let private transitionTests =
                   Expect.isGreaterThanOrEqual after.Vruntime q.Vruntime "vruntime never decreases"
                   Expect.isGreaterThanOrEqual after.RuntimeNs q.RuntimeNs "runtime never decreases"
                   Expect.equal (after.RuntimeNs - q.RuntimeNs) (max 0L elapsed) "runtime grows by the CPU used"
-                  let charge = Shares.virtualRuntime q.Shares (max 0L elapsed)
+                  let charge = ShareMath.virtualRuntime q.Shares (max 0L elapsed)
                   Expect.equal (after.Vruntime - q.Vruntime) charge "vruntime by the shares"
                   Expect.equal after.TasksRun (q.TasksRun + tasks) "tasks counted"
                   Expect.equal after.Runnable still "runnable as the shell says"
@@ -188,14 +188,14 @@ let private deadlineTests =
               let next = TaskQueues.pickNext (span waiting)
 
               let latencyLimit =
-                  if next >= 0 && Latency.matters queues[next].Latency then
+                  if next >= 0 && LatencyClass.matters queues[next].Latency then
                       let gap = queues[next].Vruntime - queues[running].Vruntime
                       // When the running queue's vruntime has passed the waiting one's, so pickNext would take it.
                       let overtakes =
                           if gap < 0L then now
-                          else Time.addSaturating now (Shares.realTime queues[running].Shares gap + 1L)
+                          else Time.addSaturating now (ShareMath.realTime queues[running].Shares gap + 1L)
 
-                      max (Time.addSaturating queues[next].RunnableSinceNs (Latency.budget queues[next].Latency)) overtakes
+                      max (Time.addSaturating queues[next].RunnableSinceNs (LatencyClass.budget queues[next].Latency)) overtakes
                   else
                       Time.Never
 
@@ -240,7 +240,7 @@ let private vruntimeWraps =
           <| Prop.forAll
               (Arb.fromGen (
                   gen {
-                      let! shares = Gen.choose (Shares.Min, 10)
+                      let! shares = Gen.choose (ShareMath.Min, 10)
                       // The vruntime a queue reaches after (Int64.MaxValue - headroom) * shares / 1000 ns of CPU:
                       // 106.7 days at 1 share, 2.9 years at 10.
                       let! headroom = Gen.choose64 (0L, 1_000L * Second)

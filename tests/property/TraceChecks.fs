@@ -238,7 +238,7 @@ let checkBudgetCutsServeLatency (scenario: Scenario) (trace: Trace) =
         let stoppedByTimer = r.After[r.Queue].Runnable && r.PreemptAtNs = r.WantedNs
         let next = trace.Runs[k + 1]
 
-        if stoppedByTimer && r.WantedNs < limit && not (Latency.matters scenario.Queues[next.Queue].Latency) then
+        if stoppedByTimer && r.WantedNs < limit && not (LatencyClass.matters scenario.Queues[next.Queue].Latency) then
             let cut = trace.Runs |> Array.filter (fun r -> r.Tasks = 1 && r.After[r.Queue].Runnable) |> Array.length
 
             failtestf

@@ -8,9 +8,10 @@ type LatencyClass =
     /// Latency-sensitive work: once runnable it should run within `budgetNs`.
     | Matters of budgetNs: int64
 
-/// Functions over LatencyClass.
+/// Functions over LatencyClass. F# compiles this module as `LatencyClassModule` beside the type of the same name, so
+/// C# calls `LatencyClassModule.budget`.
 [<RequireQualifiedAccess>]
-module Latency =
+module LatencyClass =
     /// The budget of a latency-sensitive class, `Time.Never` for one that is not.
     let budget (latency: LatencyClass) =
         match latency with

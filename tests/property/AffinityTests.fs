@@ -1,4 +1,4 @@
-module Scipio.Property.Tests.PlacementTests
+module Scipio.Property.Tests.AffinityTests
 
 open Expecto
 open FsCheck.FSharp
@@ -21,14 +21,14 @@ let private names (reason: string) (c: int) =
 
 let tests =
     testList
-        "Placement"
+        "Affinity"
         [ testPropertyWithConfig quick "Unbound never pins"
           <| Prop.forAll (Arb.fromGen allowed) (fun allowed ->
-              Expect.equal (Placement.resolve PlacementSpec.Unbound allowed) PinDecision.DoNotPin "DoNotPin")
+              Expect.equal (Affinity.resolve PlacementSpec.Unbound allowed) PinDecision.DoNotPin "DoNotPin")
 
           testPropertyWithConfig quick "Fixed pins to exactly that CPU when it is allowed, and names it when not"
           <| Prop.forAll (Arb.fromGen (Gen.zip allowed cpu)) (fun (allowed, c) ->
-              match Placement.resolve (PlacementSpec.Fixed c) allowed with
+              match Affinity.resolve (PlacementSpec.Fixed c) allowed with
               | PinDecision.PinTo cpus when Array.contains c allowed -> Expect.equal cpus [| c |] "just that CPU"
               | PinDecision.Invalid reason when not (Array.contains c allowed) ->
                   Expect.stringStarts reason $"CPU {c} " "names the CPU first"
@@ -44,7 +44,7 @@ let tests =
                   else
                       wanted |> List.map (fun c -> allowed[abs c % allowed.Length]) |> Array.ofList
 
-              match Placement.resolve (PlacementSpec.Fenced fence) allowed with
+              match Affinity.resolve (PlacementSpec.Fenced fence) allowed with
               | PinDecision.PinTo cpus ->
                   Expect.isNonEmpty fence "only a non-empty fence pins"
                   Expect.equal cpus (fence |> Array.distinct |> Array.sort) "sorted, distinct"
@@ -59,7 +59,7 @@ let tests =
               let fence = Array.ofList fence
               let missing = fence |> Array.filter (fun c -> not (Array.contains c allowed))
 
-              match Placement.resolve (PlacementSpec.Fenced fence) allowed with
+              match Affinity.resolve (PlacementSpec.Fenced fence) allowed with
               | PinDecision.Invalid reason when missing.Length > 0 ->
                   for c in missing do
                       Expect.isTrue (names reason c) $"names CPU {c}: {reason}"
@@ -71,6 +71,6 @@ let tests =
 
           testCase "an empty fence is refused"
           <| fun () ->
-              match Placement.resolve (PlacementSpec.Fenced [||]) [| 0; 1 |] with
+              match Affinity.resolve (PlacementSpec.Fenced [||]) [| 0; 1 |] with
               | PinDecision.Invalid reason -> Expect.stringContains reason "at least one CPU" "says what is missing"
               | other -> failtest $"resolved to %A{other}" ]

@@ -20,9 +20,9 @@ type PinDecision =
     /// The placement cannot be honoured; the text says why and what to do.
     | Invalid of reason: string
 
-/// Placement decisions. Cold path: these may allocate.
+/// Affinity decisions: a placement resolved to the CPUs to pin to. Cold path: these may allocate.
 [<RequireQualifiedAccess>]
-module Placement =
+module Affinity =
     let private describe (cpus: int array) = cpus |> Array.map string |> String.concat ","
 
     /// Resolves `spec` against `allowed`, the CPUs the process was allowed at start.

@@ -2,7 +2,7 @@ namespace Scipio.Core
 
 /// CPU shares of a task queue: while several queues are runnable, each gets CPU time in proportion to its shares.
 [<RequireQualifiedAccess>]
-module Shares =
+module ShareMath =
     /// The fewest shares a queue may have.
     [<Literal>]
     let Min = 1
