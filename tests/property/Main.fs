@@ -10,7 +10,7 @@ let tests =
           TimerTests.tests
           RingBookTests.tests
           AffinityTests.tests
-          ReactorTests.tests
+          LoopTests.tests
           RoutingTests.tests
           SimulationTests.tests ]
 

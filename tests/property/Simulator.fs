@@ -1,8 +1,10 @@
-/// A deterministic simulator of one shard's run loop, built from the same core calls the shell makes, in the same
-/// order (DESIGN.md §3): reap → fire due timers → pickNext → select → preemptDeadline (and the preemption timer
-/// through Reactor.preemptTimer) → run tasks until the queue is empty or the timer fires → account → watermark; and
-/// when nothing is runnable, Reactor.idle decides between spinning and parking. Time is simulated: a task "runs" by
-/// moving the clock on by its length, drawn from a seeded generator, so a whole second replays from one seed.
+/// A deterministic simulator of one shard's run loop, driven through the Loop transitions the shell calls, in the same
+/// order (DESIGN.md §3): reap (Loop.preemptFired) → fire due timers and deliver messages (Loop.wake) → Loop.pick →
+/// Loop.beginRun → Loop.checkPreemption → run tasks, after each one Loop.afterTask (and Loop.needsCheck /
+/// checkPreemption for the timers it sets and the queues it wakes) → Loop.endRun; and when nothing is runnable,
+/// Loop.idle decides between spinning and parking. The simulator keeps no watermark, runnable count or preemption
+/// timer of its own. Time is simulated: a task "runs" by moving the clock on by its length, drawn from a seeded
+/// generator, so a whole second replays from one seed.
 module Scipio.Property.Tests.Simulator
 
 open System
@@ -55,8 +57,9 @@ type RunRecord =
       Tasks: int
       /// How long the queue had been runnable when it was picked.
       WaitedNs: int64
-      /// preemptDeadline as last evaluated during the run (a wake during the run can bring it forward), when it was
-      /// evaluated, and the next timer it was given.
+      /// preemptDeadline as last evaluated during the run (by Loop.checkPreemption, or for the record after a wake
+      /// that needed no check), when it was evaluated, and the next timer it was given; Never if no timer covered
+      /// the run.
       WantedNs: int64
       EvaluatedAtNs: int64
       NextTimerNs: int64
@@ -112,24 +115,57 @@ let run (scenario: Scenario) : Trace =
     let wakes = ResizeArray<WakeRecord>()
     let mutable rng = Rng.Create scenario.Seed
     let mutable now = 0L
-    let mutable watermark = 0L
-    // The preemption timer, as the shell arms it on the latency ring; Never when none is armed.
-    let mutable preemptAt = Time.Never
-    let mutable running = -1
-    let mutable runStart = 0L
-    let mutable idleSince = -1L
+    let mutable loop = Loop.initial
     let mutable idleNs = 0L
+    // The last preemptDeadline checkPreemption compared the armed timer with, for the run's record.
+    let mutable wanted = Time.Never
+    let mutable evaluatedAt = 0L
+    let mutable nextTimer = Time.Never
 
     let draw lo hi =
         let struct (value, next) = rng.Range(lo, hi)
         rng <- next
         value
 
+    /// A message is work some operation or another thread will hand over: for the loop it is I/O in flight, whose
+    /// completion could wake a queue (a post from another thread raises NeedPreempt by itself).
+    let ioInFlight () = Array.exists (fun at -> at <> Time.Never) messageAt
+
+    /// Records what preemptDeadline wants now, for the run's record, while the preemption timer covers the run.
+    /// Called after each checkPreemption and also after a wake that Loop.wake said needs no check (a throughput
+    /// queue can only make the wanted deadline later, so the armed timer stands): the record then says the run was
+    /// not cut for a budget that no longer applies.
+    let observeDeadline () =
+        if loop.PreemptChecked then
+            let next = timers.NextDeadline
+            evaluatedAt <- now
+            nextTimer <- next
+            wanted <- TaskQueues.preemptDeadline (ReadOnlySpan states) loop.Running scenario.PreemptIntervalNs next now
+
+    /// Loop.checkPreemption for the running queue at `now`; the simulator's preemption timer is the state's.
+    let checkPreemption () =
+        let next = timers.NextDeadline
+
+        let struct (checkedState, _) =
+            Loop.checkPreemption (ReadOnlySpan states) now next (ioInFlight ()) scenario.PreemptIntervalNs loop
+
+        loop <- checkedState
+        observeDeadline ()
+
     let schedule i atNs =
         match specs[i].Work with
-        | Work.Bursty(wakeBy = WakeSource.Message) -> messageAt[i] <- atNs
+        | Work.Bursty(wakeBy = WakeSource.Message) ->
+            messageAt[i] <- atNs
+
+            // Waiting on I/O: an operation goes in flight.
+            if Loop.needsCheck Time.Never loop then
+                checkPreemption ()
         | Work.Bursty(wakeBy = WakeSource.Timer)
-        | Work.Hog -> timers.Push(atNs, i, 0)
+        | Work.Hog ->
+            timers.Push(atNs, i, 0)
+
+            if Loop.needsCheck atNs loop then
+                checkPreemption ()
 
     /// Work arrives for an idle queue.
     let giveWork i dueNs =
@@ -139,7 +175,9 @@ let run (scenario: Scenario) : Trace =
             | Work.Bursty(lo, hi, _, _, _) -> int (draw (int64 lo) (int64 hi))
 
         let own = states[i].Vruntime
-        states[i] <- TaskQueues.wake watermark now states[i]
+        let watermark = loop.Watermark
+        let struct (woken, check) = Loop.wake (Span states) i now loop
+        loop <- woken
         runnableSince[i] <- now
 
         wakes.Add
@@ -152,73 +190,62 @@ let run (scenario: Scenario) : Trace =
               Vruntimes = states |> Array.map _.Vruntime
               RuntimeNs =
                 states
-                |> Array.mapi (fun j q -> if j = running then q.RuntimeNs + (now - runStart) else q.RuntimeNs) }
+                |> Array.mapi (fun j q ->
+                    if j = loop.Running then q.RuntimeNs + (now - loop.RunStartNs) else q.RuntimeNs) }
 
-    /// Hands out the messages that have arrived by now; true if there were any.
+        if check then checkPreemption ()
+        elif loop.Running >= 0 then observeDeadline ()
+
+    /// Hands out the messages that have arrived by now.
     let deliverMessages () =
-        let mutable any = false
-
         for i in 0 .. n - 1 do
             if messageAt[i] <= now then
                 let due = messageAt[i]
                 messageAt[i] <- Time.Never
                 giveWork i due
-                any <- true
-
-        any
-
-    let armPreemption wanted =
-        match Reactor.preemptTimer preemptAt wanted now with
-        | PreemptTimerDecision.Keep -> ()
-        | PreemptTimerDecision.Arm after
-        | PreemptTimerDecision.Move after -> preemptAt <- now + after
 
     for i in 0 .. n - 1 do
         schedule i specs[i].FirstWorkNs
 
     while now < scenario.DurationNs do
         // Reap: the preemption timer's completion, and the messages that arrived while the shard was busy or parked.
-        if preemptAt <= now then
-            preemptAt <- Time.Never
+        if loop.PreemptTimerNs <= now then
+            loop <- Loop.preemptFired loop
 
-        deliverMessages () |> ignore
+        deliverMessages ()
         let mutable entry = Unchecked.defaultof<TimerEntry>
 
         while timers.TryPopDue(now, &entry) do
             giveWork entry.Id entry.DeadlineNs
 
-        let i = TaskQueues.pickNext (ReadOnlySpan states)
+        let i = Loop.pick (ReadOnlySpan states)
 
         if i < 0 then
-            if idleSince < 0L then
-                idleSince <- now
-
             let nextMessage = Array.min messageAt
+            let struct (idle, decision) = Loop.idle now scenario.SpinNs timers.NextDeadline false loop
+            loop <- idle
 
-            let until =
-                match Reactor.idle false false now idleSince scenario.SpinNs timers.NextDeadline with
-                | IdleDecision.Continue -> failwith $"Reactor.idle said Continue at {now} with nothing runnable or due"
-                | IdleDecision.Spin -> min (idleSince + scenario.SpinNs) (min timers.NextDeadline nextMessage)
-                | IdleDecision.Park timeout -> min (Time.addSaturating now timeout) nextMessage
+            let until, parked =
+                match decision with
+                | IdleDecision.Continue -> failwith $"Loop.idle said Continue at {now} with nothing runnable or due"
+                | IdleDecision.Spin -> min (loop.IdleSinceNs + scenario.SpinNs) (min timers.NextDeadline nextMessage), false
+                | IdleDecision.Park timeout -> min (Time.addSaturating now timeout) nextMessage, true
 
             let until = min until scenario.DurationNs
             idleNs <- idleNs + (until - now)
             now <- until
+
+            if parked then
+                loop <- Loop.woke loop
         else
-            idleSince <- -1L
             let waited = now - runnableSince[i]
             maxWait[i] <- max maxWait[i] waited
-            states[i] <- TaskQueues.select now states[i]
-
-            let mutable evaluatedAt = now
-            let mutable nextTimer = timers.NextDeadline
-
-            let mutable wanted =
-                TaskQueues.preemptDeadline (ReadOnlySpan states) i scenario.PreemptIntervalNs nextTimer now
-
-            armPreemption wanted
-            running <- i
-            runStart <- now
+            let runStart = now
+            loop <- Loop.beginRun (Span states) i specs[i].Shares now loop
+            wanted <- Time.Never
+            evaluatedAt <- now
+            nextTimer <- timers.NextDeadline
+            checkPreemption ()
             let spec = specs[i]
             let mutable tasks = 0
             let mutable go = true
@@ -235,25 +262,21 @@ let run (scenario: Scenario) : Trace =
                         | Work.Bursty(_, _, lo, hi, _) -> schedule i (now + draw lo hi)
                         | Work.Hog -> ()
 
-                if deliverMessages () then
-                    evaluatedAt <- now
-                    nextTimer <- timers.NextDeadline
-
-                    wanted <-
-                        TaskQueues.preemptDeadline (ReadOnlySpan states) i scenario.PreemptIntervalNs nextTimer now
-
-                    armPreemption wanted
-
-                go <- tasksLeft[i] > 0 && now < preemptAt
+                // Messages that arrived during the task are noticed at its end.
+                deliverMessages ()
+                // NeedPreempt: the preemption timer's completion is on the latency ring.
+                let struct (after, verdict) = Loop.afterTask (now >= loop.PreemptTimerNs) false loop
+                loop <- after
+                // A run that no timer covers (nothing else could want the CPU) still ends with the simulation.
+                let endless = loop.PreemptTimerNs = Time.Never && now >= scenario.DurationNs
+                go <- verdict = RunVerdict.Continue && tasksLeft[i] > 0 && not endless
 
             let stillRunnable = tasksLeft[i] > 0
-            states[i] <- TaskQueues.account now (now - runStart) (int64 tasks) stillRunnable states[i]
-            running <- -1
+            let preemptAt = loop.PreemptTimerNs
+            loop <- Loop.endRun (Span states) now (int64 tasks) stillRunnable loop
 
             if stillRunnable then
                 runnableSince[i] <- now
-
-            watermark <- TaskQueues.watermark (ReadOnlySpan states) watermark i
 
             runs.Add
                 { Queue = i
@@ -266,7 +289,7 @@ let run (scenario: Scenario) : Trace =
                   NextTimerNs = nextTimer
                   PreemptAtNs = preemptAt
                   After = Array.copy states
-                  Watermark = watermark }
+                  Watermark = loop.Watermark }
 
     for i in 0 .. n - 1 do
         if states[i].Runnable then

@@ -78,7 +78,7 @@ let checkWakes (trace: Trace) =
             failtestf "wake %A: vruntime must be max(own, watermark)" w
 
 /// Work is noticed in time: within one task when the shard is busy (preemptDeadline stops a run at the next timer,
-/// and the shell checks for messages after every task), at once when it is idle (Reactor.idle parks no longer than
+/// and the shell checks for messages after every task), at once when it is idle (Loop.idle parks no longer than
 /// until the next timer, and a message interrupts the park).
 let checkWorkNoticed (scenario: Scenario) (trace: Trace) =
     let task = scenario.Queues |> Array.map _.TaskMaxNs |> Array.max
