@@ -1,7 +1,6 @@
 namespace Scipio.Core
 
-/// A timer as the heap holds it. `Id` and `Version` let the shell find its operation and ignore a timer that was
-/// cancelled (the heap deletes lazily: a cancelled entry is dropped when it reaches the top).
+/// A timer as the heap holds it.
 [<Struct>]
 type TimerEntry =
     {
@@ -9,17 +8,19 @@ type TimerEntry =
         DeadlineNs: int64
         /// Order of insertion: timers with the same deadline fire in the order they were set.
         Sequence: int64
-        /// The shell's slot for the timer's operation.
+        /// The shell's slot for the timer: a dense number from 0, at most one timer per slot.
         Id: int
-        /// The shell's version of that slot when the timer was set.
-        Version: int
     }
 
-/// A binary min-heap of timers ordered by (deadline, sequence). Deterministic and clock-free: `now` is an argument.
-/// It mutates only its own array, which grows (allocates) only past its highest count so far.
+/// An indexed binary min-heap of timers ordered by (deadline, insertion order). Deterministic and clock-free: `now`
+/// is an argument. Each id's position is tracked, so a cancelled timer is removed at once (O(log n)): NextDeadline
+/// and Count are exact, and cancelled timers hold no memory. The arrays grow (allocate) only past their highest
+/// count or id so far, and shrink only in Trim.
 [<Sealed>]
 type TimerHeap(initialCapacity: int) =
     let mutable items: TimerEntry array = Array.zeroCreate (max 4 initialCapacity)
+    // positions[id]: the index of id's entry in items, -1 when id has no timer.
+    let mutable positions: int array = Array.create (max 4 initialCapacity) -1
     let mutable count = 0
     let mutable nextSequence = 0L
 
@@ -27,10 +28,14 @@ type TimerHeap(initialCapacity: int) =
         a.DeadlineNs < b.DeadlineNs
         || (a.DeadlineNs = b.DeadlineNs && a.Sequence < b.Sequence)
 
+    let place i (entry: TimerEntry) =
+        items[i] <- entry
+        positions[entry.Id] <- i
+
     let swap i j =
         let t = items[i]
-        items[i] <- items[j]
-        items[j] <- t
+        place i items[j]
+        place j t
 
     let rec siftUp i =
         if i > 0 then
@@ -55,40 +60,109 @@ type TimerHeap(initialCapacity: int) =
             swap i least
             siftDown least
 
-    /// Timers in the heap, cancelled ones included until they surface.
+    /// Takes out the entry at index i and restores the heap.
+    let removeAt i =
+        positions[items[i].Id] <- -1
+        count <- count - 1
+
+        if i < count then
+            place i items[count]
+            items[count] <- Unchecked.defaultof<_>
+
+            if i > 0 && earlier items[i] items[(i - 1) / 2] then
+                siftUp i
+            else
+                siftDown i
+        else
+            items[count] <- Unchecked.defaultof<_>
+
+    let grown (length: int) (needed: int) = max needed (length * 2)
+
+    /// A heap for about `initialCapacity` timers and ids below it; it grows as needed.
+    new() = TimerHeap 4
+
+    /// Live timers: set and neither fired nor removed.
     member _.Count = count
+
+    /// How many timers the heap holds without growing; Trim shrinks it.
+    member _.Capacity = items.Length
 
     /// The earliest deadline, `Time.Never` when the heap is empty.
     member _.NextDeadline = if count = 0 then Time.Never else items[0].DeadlineNs
 
-    /// Adds a timer.
-    member _.Push(deadlineNs: int64, id: int, version: int) =
+    /// Whether slot `id` has a timer in the heap.
+    member _.Contains(id: int) =
+        id >= 0 && id < positions.Length && positions[id] >= 0
+
+    /// Sets a timer for slot `id` (≥ 0), due at `deadlineNs`. If the slot already has one, it is replaced: the timer
+    /// moves to the new deadline and counts as set now (after timers already set for the same deadline).
+    member this.Push(deadlineNs: int64, id: int) =
+        if id < 0 then
+            invalidArg (nameof id) "A timer's id is the shell's slot number: zero or more."
+
+        if this.Contains id then
+            removeAt positions[id]
+
+        if id >= positions.Length then
+            let bigger = Array.create (grown positions.Length (id + 1)) -1
+            Array.blit positions 0 bigger 0 positions.Length
+            positions <- bigger
+
         if count = items.Length then
-            let bigger = Array.zeroCreate (items.Length * 2)
+            let bigger = Array.zeroCreate (grown items.Length (count + 1))
             Array.blit items 0 bigger 0 count
             items <- bigger
 
-        items[count] <-
+        place
+            count
             {
                 DeadlineNs = deadlineNs
                 Sequence = nextSequence
                 Id = id
-                Version = version
             }
 
         nextSequence <- nextSequence + 1L
         count <- count + 1
         siftUp (count - 1)
 
+    /// Removes slot `id`'s timer (a cancelled Sleep) in O(log n); false when it has none (it fired, was removed, or
+    /// was never set).
+    member this.Remove(id: int) =
+        if this.Contains id then
+            removeAt positions[id]
+            true
+        else
+            false
+
     /// Removes and returns the earliest timer if it is due at `nowNs` (deadline ≤ now): a timer never fires early.
     member _.TryPopDue(nowNs: int64, entry: outref<TimerEntry>) =
         if count > 0 && items[0].DeadlineNs <= nowNs then
             entry <- items[0]
-            count <- count - 1
-            items[0] <- items[count]
-            items[count] <- Unchecked.defaultof<_>
-            siftDown 0
+            removeAt 0
             true
         else
             entry <- Unchecked.defaultof<_>
             false
+
+    /// Gives memory back after a peak: shrinks the entry array when the live timers fill less than a quarter of it,
+    /// and the position array when the highest live id is below a quarter of its length, each to twice what is
+    /// needed (at least 4). Allocates; the shell calls it when idle. Contents and order are unchanged.
+    member _.Trim() =
+        let wantedItems = max 4 (count * 2)
+
+        if count < items.Length / 4 && wantedItems < items.Length then
+            let smaller = Array.zeroCreate wantedItems
+            Array.blit items 0 smaller 0 count
+            items <- smaller
+
+        let mutable highest = -1
+
+        for i in 0 .. count - 1 do
+            highest <- max highest items[i].Id
+
+        let wantedPositions = max 4 ((highest + 1) * 2)
+
+        if highest + 1 < positions.Length / 4 && wantedPositions < positions.Length then
+            let smaller = Array.create wantedPositions -1
+            Array.blit positions 0 smaller 0 (highest + 1)
+            positions <- smaller

@@ -162,7 +162,7 @@ let run (scenario: Scenario) : Trace =
                 checkPreemption ()
         | Work.Bursty(wakeBy = WakeSource.Timer)
         | Work.Hog ->
-            timers.Push(atNs, i, 0)
+            timers.Push(atNs, i)
 
             if Loop.needsCheck atNs loop then
                 checkPreemption ()
