@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Scipio.Ring;
 using Scipio.Runtime;
 
 namespace Scipio.Bench;
@@ -44,14 +45,14 @@ internal static class LatencyReport
         output.WriteLine();
         output.WriteLine("| waker | p50 µs | p99 µs |");
         output.WriteLine("|---|---:|---:|");
-        bool saved = ShardReactor.WakeShardsByMsgRing;
+        bool saved = IoUringBackend.WakeShardsByMsgRing;
         foreach (bool msgRing in new[] { false, true, false, true })
         {
-            ShardReactor.WakeShardsByMsgRing = msgRing;
+            IoUringBackend.WakeShardsByMsgRing = msgRing;
             var rtt = CrossShardRoundTrips(10_000);
             output.WriteLine($"| {(msgRing ? "IORING_OP_MSG_RING" : "eventfd")} | {Percentile(rtt, 0.5):F1} | {Percentile(rtt, 0.99):F1} |");
         }
-        ShardReactor.WakeShardsByMsgRing = saved;
+        IoUringBackend.WakeShardsByMsgRing = saved;
         output.WriteLine();
     }
 

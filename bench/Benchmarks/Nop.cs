@@ -1,4 +1,5 @@
 using System.Threading.Tasks.Sources;
+using Scipio.Ring;
 using Scipio.Runtime;
 
 namespace Scipio.Bench.Benchmarks;
@@ -43,12 +44,11 @@ internal static class Nop
     private static async ValueTask ShardNop(long n)
     {
         var executor = ShardExecutor.Current!;
-        var reactor = executor.Reactor;
         for (long i = 0; i < n; i++)
         {
-            var op = executor.RentOperation("nop", null, default);
-            op.SetNop();
-            reactor.Submit(op);
+            var op = executor.Operations.RentReadWrite().Start("nop", null, null, default);
+            op.PrepareNop();
+            executor.Submit(op);
             await new ValueTask<int>(op, op.Version);
         }
     }
@@ -56,15 +56,14 @@ internal static class Nop
     private static async ValueTask ShardNopBatch(long n)
     {
         var executor = ShardExecutor.Current!;
-        var reactor = executor.Reactor;
         var pending = new ValueTask<int>[Batch];
         for (long i = 0; i < n; i += Batch)
         {
             for (int j = 0; j < Batch; j++)
             {
-                var op = executor.RentOperation("nop", null, default);
-                op.SetNop();
-                reactor.Submit(op);
+                var op = executor.Operations.RentReadWrite().Start("nop", null, null, default);
+                op.PrepareNop();
+                executor.Submit(op);
                 pending[j] = new ValueTask<int>(op, op.Version);
             }
             for (int j = 0; j < Batch; j++) await pending[j];

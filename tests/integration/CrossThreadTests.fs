@@ -171,7 +171,7 @@ let private wakeState (executor: Scipio.Runtime.ShardExecutor | null) =
     match executor with
     | null -> "(the shard had not started main)"
     | executor ->
-        let reactor = executor.Reactor
+        let reactor = executor.Backend
         let inbox = field executor "_inbox"
 
         let items =

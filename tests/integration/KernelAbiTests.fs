@@ -142,6 +142,14 @@ let private constants =
         Expect.equal (byte Opcode.Statx) 21uy "IORING_OP_STATX"
         Expect.equal (byte Opcode.Read) 22uy "IORING_OP_READ"
         Expect.equal (byte Opcode.Write) 23uy "IORING_OP_WRITE"
+        Expect.equal (byte Opcode.RenameAt) 35uy "IORING_OP_RENAMEAT"
+        Expect.equal (byte Opcode.LinkAt) 39uy "IORING_OP_LINKAT"
+        Expect.equal (byte Opcode.MsgRing) 40uy "IORING_OP_MSG_RING"
+        Expect.equal (uint SetupFlags.CqSize) 8u "IORING_SETUP_CQSIZE"
+        Expect.equal IoUringConst.TimeoutMultishot 64u "IORING_TIMEOUT_MULTISHOT"
+        Expect.equal IoUringConst.AsyncCancelFd 2u "IORING_ASYNC_CANCEL_FD"
+        Expect.equal IoUringConst.AsyncCancelAny 4u "IORING_ASYNC_CANCEL_ANY"
+        Expect.equal IoUringConst.PollAddMulti 1u "IORING_POLL_ADD_MULTI"
     }
 
 let private rings =
@@ -159,7 +167,8 @@ let private rings =
                 $"the main ring should have DEFER_TASKRUN on this kernel, got {ring.Flags}"
 
             Expect.equal ring.SqEntries 8u "SQ entries as asked"
-            Expect.equal ring.CqEntries 16u "the CQ gets twice the SQ's entries"
+            Expect.equal ring.CqEntries 1024u "the CQ is sized with CQSIZE: 16 × the SQ, at least 1024"
+            Expect.isTrue (ring.Features.HasFlag RingFeatures.NoDrop) "the kernel keeps overflowing CQEs (NODROP)"
             Expect.isTrue (ring.Supports Opcode.Read) "the probe should report IORING_OP_READ as supported"
             Expect.isTrue (ring.Supports Opcode.Statx) "the probe should report IORING_OP_STATX as supported"
         }

@@ -17,6 +17,7 @@ let tests =
         CrossThreadTests.tests
         StatsTests.tests
         ThreeRingTests.tests
+        OperationKindTests.tests
         ReadmeTests.tests
     ]
 

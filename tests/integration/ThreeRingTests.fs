@@ -115,8 +115,8 @@ let private directRead (path: string) (times: int) =
             let device = Scipio.Interop.Files.DeviceKey fd
 
             for _ in 1..times do
-                let op = executor.RentOperation("direct read", path, CancellationToken.None)
-                op.SetRead(fd, new Buffers.MemoryHandle(), uint64 (NativePtr.toNativeInt (NativePtr.ofVoidPtr<byte> buffer)), 4096u, 0UL)
+                let op = executor.Operations.RentReadWrite().Start("direct read", path, null, CancellationToken.None)
+                op.PrepareRead(fd, NativePtr.toNativeInt (NativePtr.ofVoidPtr<byte> buffer), 4096, 0L)
                 op.SetDirect device
                 executor.Submit op
                 let! n = ValueTask<int>(op :> Sources.IValueTaskSource<int>, op.Version)

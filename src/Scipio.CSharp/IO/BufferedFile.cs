@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Scipio.Interop;
+using Scipio.Ring;
 using Scipio.Runtime;
 
 namespace Scipio.IO;
@@ -12,13 +13,16 @@ namespace Scipio.IO;
 public sealed class BufferedFile : IAsyncDisposable
 {
     private const uint DefaultMode = 0x1B6; // 0666, less the umask, as File.Create does
+    private const int FileTypeMask = 0xF000, Directory = 0x4000, RegularFile = 0x8000, BlockDevice = 0x6000;
     private readonly ShardExecutor _owner;
-    private int _fd;
+    private readonly FileDescriptor _fd;
+    private readonly bool _lingering; // a FIFO, socket or terminal: reads and writes may wait indefinitely
 
-    private BufferedFile(ShardExecutor owner, int fd, string path)
+    private BufferedFile(ShardExecutor owner, FileDescriptor fd, string path, bool lingering)
     {
         _owner = owner;
         _fd = fd;
+        _lingering = lingering;
         Path = path;
     }
 
@@ -27,6 +31,7 @@ public sealed class BufferedFile : IAsyncDisposable
 
     /// <summary>Opens an existing file for reading.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="UnauthorizedAccessException">The path is a directory, or permission is denied.</exception>
     public static ValueTask<BufferedFile> OpenAsync(string path, CancellationToken cancellationToken = default) =>
         OpenAsync(path, FileMode.Open, FileAccess.Read, cancellationToken);
 
@@ -35,9 +40,14 @@ public sealed class BufferedFile : IAsyncDisposable
         OpenAsync(path, FileMode.Create, FileAccess.ReadWrite, cancellationToken);
 
     /// <summary>Opens or creates a file as <paramref name="mode"/> and <paramref name="access"/> say.</summary>
+    /// <remarks>The descriptor is owned by the returned file: <see cref="DisposeAsync"/> closes it through the ring,
+    /// and a file that is never disposed has it closed by the finalizer. A FIFO, socket or terminal opens too; its
+    /// pending reads wait indefinitely without holding room in the ring.</remarks>
     /// <exception cref="ArgumentException">The path is empty, or the mode and access contradict each other
     /// (truncating a file opened for reading only), or the mode is Append (writes here are positional).</exception>
     /// <exception cref="FileNotFoundException">Mode Open or Truncate and the file does not exist.</exception>
+    /// <exception cref="UnauthorizedAccessException">The path is a directory (as with <c>File.Open</c>), or
+    /// permission is denied.</exception>
     /// <exception cref="KernelIOException">Another kernel error; its Errno says which.</exception>
     public static async ValueTask<BufferedFile> OpenAsync(string path, FileMode mode, FileAccess access, CancellationToken cancellationToken = default)
     {
@@ -46,12 +56,37 @@ public sealed class BufferedFile : IAsyncDisposable
         int flags = OpenFlags(mode, access);
         var executor = ShardExecutor.Require("BufferedFile.OpenAsync");
         cancellationToken.ThrowIfCancellationRequested();
-        var op = executor.RentOperation("open", full, cancellationToken);
-        op.SetOpenAt(full, flags, DefaultMode);
-        executor.Submit(op);
-        int fd = await new ValueTask<int>(op, op.Version);
-        return new BufferedFile(executor, fd, full);
+        var open = executor.Operations.RentPath().Start("open", full, null, cancellationToken);
+        open.PrepareOpen(full, flags, DefaultMode);
+        executor.Submit(open);
+        int fd;
+        try { fd = await new ValueTask<int>(open, open.Version); }
+        catch (KernelIOException e) when (e.Errno == Errno.EISDIR) { throw IsDirectory(full, e); }
+        var handle = new FileDescriptor(fd);
+        int type;
+        try
+        {
+            var stat = executor.Operations.RentPath().Start("statx", full, handle, default);
+            stat.PrepareStatx(fd, Statx.MaskType, PathOperation.StatxField.Mode);
+            executor.Submit(stat);
+            type = (int)await new ValueTask<long>(stat, stat.Version) & FileTypeMask;
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+        if (type == Directory)
+        {
+            handle.Dispose();
+            throw IsDirectory(full, null);
+        }
+        return new BufferedFile(executor, handle, full, lingering: type is not (RegularFile or BlockDevice));
     }
+
+    private static UnauthorizedAccessException IsDirectory(string path, Exception? inner) =>
+        new($"Access to the path '{path}' is denied: it is a directory. BufferedFile opens files; pass a file's path.", inner)
+        { HResult = Errno.EISDIR };
 
     internal static int OpenFlags(FileMode mode, FileAccess access)
     {
@@ -81,14 +116,14 @@ public sealed class BufferedFile : IAsyncDisposable
     /// were read: fewer at the end of the file, 0 at or past it.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The offset is negative.</exception>
     /// <exception cref="ObjectDisposedException">The file was disposed.</exception>
-    /// <exception cref="OperationCanceledException">Canceled; the buffer is no longer used by the kernel.</exception>
+    /// <exception cref="OperationCanceledException">Canceled, or the file was disposed while the read waited; the
+    /// buffer is no longer used by the kernel.</exception>
     public ValueTask<int> ReadAtAsync(Memory<byte> buffer, long offset, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         var op = Begin("read", cancellationToken);
         if (op is null) return ValueTask.FromCanceled<int>(cancellationToken);
-        var pin = buffer.Pin();
-        op.SetRead(_fd, pin, Pinning.Address(pin), (uint)buffer.Length, (ulong)offset);
+        op.PrepareRead(_fd.Fd, buffer, offset);
         _owner.Submit(op);
         return new ValueTask<int>(op, op.Version);
     }
@@ -103,8 +138,7 @@ public sealed class BufferedFile : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         var op = Begin("write", cancellationToken);
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        var pin = buffer.Pin();
-        op.SetWrite(_fd, pin, Pinning.Address(pin), (uint)buffer.Length, (ulong)offset);
+        op.PrepareWrite(_fd.Fd, buffer, offset);
         _owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
@@ -115,7 +149,7 @@ public sealed class BufferedFile : IAsyncDisposable
     {
         var op = Begin("flush (fdatasync)", cancellationToken);
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        op.SetFsync(_fd, IoUringConst.FsyncDataSync);
+        op.PrepareFsync(_fd.Fd, IoUringConst.FsyncDataSync);
         _owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
@@ -124,35 +158,45 @@ public sealed class BufferedFile : IAsyncDisposable
     /// <exception cref="ObjectDisposedException">The file was disposed.</exception>
     public ValueTask<long> GetLengthAsync(CancellationToken cancellationToken = default)
     {
-        var op = Begin("statx", cancellationToken);
-        if (op is null) return ValueTask.FromCanceled<long>(cancellationToken);
-        op.SetStatx(_fd, Statx.MaskSize);
+        CheckUsable("statx");
+        if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<long>(cancellationToken);
+        var op = _owner.Operations.RentPath().Start("statx", Path, _fd, cancellationToken);
+        op.PrepareStatx(_fd.Fd, Statx.MaskSize, PathOperation.StatxField.Size);
         _owner.Submit(op);
         return new ValueTask<long>(op, op.Version);
     }
 
-    /// <summary>Closes the file through the ring. Later calls throw <see cref="ObjectDisposedException"/>;
-    /// disposing twice does nothing.</summary>
+    /// <summary>Cancels the file's pending operations (they end with <see cref="OperationCanceledException"/>) and
+    /// closes it through the ring. Later calls throw <see cref="ObjectDisposedException"/>; disposing twice does
+    /// nothing.</summary>
     public async ValueTask DisposeAsync()
     {
-        if (_fd < 0) return;
+        if (_fd.IsClosed) return;
         CheckShard("BufferedFile.DisposeAsync");
-        int fd = _fd;
-        _fd = -1;
-        var op = _owner.RentOperation("close", Path, default);
-        op.SetClose(fd);
+        int fd = _fd.Fd;
+        _fd.SetHandleAsInvalid(); // closed through the ring below, not by the finalizer; later calls see it closed
+        _owner.Backend.CancelDescriptor(fd);
+        var op = _owner.Operations.RentReadWrite().Start("close", Path, null, default);
+        op.PrepareClose(fd);
         _owner.Submit(op);
         await new ValueTask(op, op.Version);
     }
 
     /// <summary>Checks the call and rents an operation; null when the token is already canceled.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private IoOperation? Begin(string what, CancellationToken cancellationToken)
+    private ReadWriteOperation? Begin(string what, CancellationToken cancellationToken)
+    {
+        CheckUsable(what);
+        if (cancellationToken.IsCancellationRequested) return null;
+        var op = _owner.Operations.RentReadWrite().Start(what, Path, _fd, cancellationToken);
+        if (_lingering) op.SetLingering(true);
+        return op;
+    }
+
+    private void CheckUsable(string what)
     {
         CheckShard(what);
-        if (_fd < 0) ThrowHelper.ThrowObjectDisposed($"BufferedFile '{Path}'");
-        if (cancellationToken.IsCancellationRequested) return null;
-        return _owner.RentOperation(what, Path, cancellationToken);
+        if (_fd.IsClosed) ThrowHelper.ThrowObjectDisposed($"BufferedFile '{Path}'");
     }
 
     private void CheckShard(string what)

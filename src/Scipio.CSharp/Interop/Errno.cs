@@ -39,6 +39,7 @@ internal static class Errno
         EBADF => "The descriptor is not open for this operation (was the file opened for writing?).",
         EINVAL => "The kernel rejected an argument of the operation.",
         ENAMETOOLONG => "Shorten the path.",
+        ECANCELED => "It was canceled: its file was closed, or its shard stopped.",
         _ => "",
     };
 

@@ -12,6 +12,7 @@ internal enum SetupFlags : uint
     None = 0,
     IoPoll = 1u << 0,
     Clamp = 1u << 4,
+    CqSize = 1u << 3,
     SubmitAll = 1u << 7,
     CoopTaskRun = 1u << 8,
     TaskRunFlag = 1u << 9,
@@ -53,6 +54,8 @@ internal enum Opcode : byte
     Statx = 21,
     Read = 22,
     Write = 23,
+    RenameAt = 35,
+    LinkAt = 39,
     MsgRing = 40,
 }
 
@@ -62,7 +65,9 @@ internal static class IoUringConst
     public const uint SqCqOverflow = 2, SqTaskRun = 4;
     public const uint CqeFMore = 1u << 1;
     public const uint FsyncDataSync = 1;
-    public const uint TimeoutAbs = 1, TimeoutUpdate = 2;
+    public const uint TimeoutAbs = 1, TimeoutUpdate = 2, TimeoutMultishot = 1u << 6;
+    public const uint AsyncCancelAll = 1u << 0, AsyncCancelFd = 1u << 1, AsyncCancelAny = 1u << 2;
+    public const uint PollAddMulti = 1u << 0;
     public const uint RegisterProbe = 8;
     public const uint RegisterIowqAff = 17;
     public const ushort ProbeOpSupported = 1;

@@ -93,18 +93,32 @@ internal sealed unsafe class Ring : IDisposable
         Probe();
     }
 
+    /// <summary>The completion queue's size for <paramref name="sqEntries"/> submission entries: 16 times as many,
+    /// at least 1024 (IORING_SETUP_CQSIZE; the kernel clamps it to its maximum). Operations that wait indefinitely
+    /// (idle receives, a read on a FIFO) hold no room in it — the ring relies on IORING_FEAT_NODROP should their
+    /// completions all arrive at once — so it is sized for bursts, not for everything in flight.</summary>
+    public static uint CqEntriesFor(uint sqEntries) => Math.Max(1024u, 16 * sqEntries);
+
     /// <summary>Creates a ring for <paramref name="role"/>, trying the best setup flags first and dropping the
     /// ones an older kernel rejects (EINVAL).</summary>
-    /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process.</exception>
+    /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process, or the kernel
+    /// lacks IORING_FEAT_NODROP (Linux 5.5), which the shard's accounting relies on.</exception>
     public static Ring Create(RingRole role, uint entries)
     {
         int lastErrno = 0;
         foreach (var flags in FlagSets(role))
         {
-            var p = new IoUringParams { Flags = flags };
+            var p = new IoUringParams { Flags = flags | SetupFlags.CqSize, CqEntries = CqEntriesFor(entries) };
             long fd = Libc.Syscall(Libc.SysIoUringSetup, entries, (long)&p, 0, 0, 0, 0);
             if (fd >= 0)
             {
+                if ((p.Features & RingFeatures.NoDrop) == 0)
+                {
+                    Libc.Close((int)fd);
+                    throw new IoUringUnavailableException(
+                        "This kernel's io_uring lacks IORING_FEAT_NODROP, which Scipio relies on so that no completion is ever lost. Scipio needs Linux 6.1 or later.",
+                        Errno.EOPNOTSUPP);
+                }
                 try { return new Ring(role, (int)fd, p); }
                 catch { Libc.Close((int)fd); throw; }
             }
@@ -226,6 +240,9 @@ internal sealed unsafe class Ring : IDisposable
         ok = true;
         return ref sqe;
     }
+
+    /// <summary>A <see cref="PreemptSignal"/> over this ring's CQ: raised while a completion waits in it.</summary>
+    public PreemptSignal CreatePreemptSignal() => new(_cqTail, _cqHead);
 
     /// <summary>True when completions are waiting in the CQ: a memory compare, no syscall. On the latency ring
     /// this is what <c>Shard.NeedPreempt</c> reads.</summary>

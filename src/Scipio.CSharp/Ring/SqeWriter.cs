@@ -2,102 +2,114 @@ using Scipio.Interop;
 
 namespace Scipio.Ring;
 
-/// <summary>One writer per io_uring opcode. Each fills a zeroed SQE; comments say what a field means where the
-/// kernel reuses it for something its name does not suggest.</summary>
+/// <summary>One writer per io_uring opcode. Each fills a zeroed SQE, all but its user_data, which is stamped when
+/// the SQE goes on a ring (<see cref="UserData"/>); comments say what a field means where the kernel reuses it for
+/// something its name does not suggest.</summary>
 internal static class SqeWriter
 {
-    public static void Nop(ref IoUringSqe sqe, ulong userData)
+    public static void Nop(ref IoUringSqe sqe)
     {
         sqe.Opcode = Opcode.Nop;
         sqe.Fd = -1;
-        sqe.UserData = userData;
     }
 
-    /// <summary>A relative timeout of *<paramref name="timespec"/>. The timespec must stay valid only until the
-    /// SQE is submitted: the kernel copies it at submission.</summary>
-    public static void Timeout(ref IoUringSqe sqe, ulong timespec, uint flags, ulong userData)
+    /// <summary>A relative timeout of *<paramref name="timespec"/>, which must stay valid until the SQE is
+    /// submitted (the kernel copies it then). With IORING_TIMEOUT_MULTISHOT in <paramref name="flags"/> it fires
+    /// <paramref name="count"/> times (0: until canceled); otherwise count must be 0 (a pure timer, not "after N
+    /// completions").</summary>
+    public static void Timeout(ref IoUringSqe sqe, ulong timespec, uint flags, uint count)
     {
         sqe.Opcode = Opcode.Timeout;
         sqe.Fd = -1;
         sqe.Addr = timespec;
         sqe.Len = 1; // one timespec
-        sqe.Off = 0; // completion count: 0 = a pure timer, not "after N completions"
+        sqe.Off = count; // completion count, or the number of shots of a multishot timeout
         sqe.OpFlags = flags; // timeout_flags
-        sqe.UserData = userData;
     }
 
     /// <summary>Removes the timeout whose user_data is <paramref name="target"/>; with IORING_TIMEOUT_UPDATE in
     /// <paramref name="flags"/> it re-arms it to *<paramref name="timespec"/> instead.</summary>
-    public static void TimeoutRemove(ref IoUringSqe sqe, ulong target, ulong timespec, uint flags, ulong userData)
+    public static void TimeoutRemove(ref IoUringSqe sqe, ulong target, ulong timespec, uint flags)
     {
         sqe.Opcode = Opcode.TimeoutRemove;
         sqe.Fd = -1;
         sqe.Addr = target; // user_data of the timeout, not a pointer
         sqe.Off = timespec; // addr2: the new timespec for an update
         sqe.OpFlags = flags; // timeout_flags
-        sqe.UserData = userData;
     }
 
     /// <summary>A one-shot poll of <paramref name="fd"/> for <paramref name="events"/> (POLLIN…).</summary>
-    public static void PollAdd(ref IoUringSqe sqe, int fd, uint events, ulong userData)
+    public static void PollAdd(ref IoUringSqe sqe, int fd, uint events)
     {
         sqe.Opcode = Opcode.PollAdd;
         sqe.Fd = fd;
         sqe.OpFlags = events; // poll32_events
-        sqe.UserData = userData;
+    }
+
+    /// <summary>A multishot poll (IORING_POLL_ADD_MULTI): a CQE with F_MORE each time <paramref name="fd"/> signals.</summary>
+    public static void PollMultishot(ref IoUringSqe sqe, int fd, uint events)
+    {
+        PollAdd(ref sqe, fd, events);
+        sqe.Len = IoUringConst.PollAddMulti; // the poll's own flags travel in len
     }
 
     /// <summary>IORING_OP_MSG_RING: posts a CQE with <paramref name="targetUserData"/> and result 0 to the ring
     /// <paramref name="targetRingFd"/>, which wakes a thread waiting on it.</summary>
-    public static void MsgRing(ref IoUringSqe sqe, int targetRingFd, ulong targetUserData, ulong userData)
+    public static void MsgRing(ref IoUringSqe sqe, int targetRingFd, ulong targetUserData)
     {
         sqe.Opcode = Opcode.MsgRing;
         sqe.Fd = targetRingFd;
         sqe.Addr = 0; // IORING_MSG_DATA: post a CQE (rather than pass a file)
         sqe.Len = 0; // the res of the CQE posted
         sqe.Off = targetUserData; // the user_data of the CQE posted
-        sqe.UserData = userData;
     }
 
-    /// <summary>Cancels the in-flight operation whose user_data is <paramref name="target"/>.</summary>
-    public static void AsyncCancel(ref IoUringSqe sqe, ulong target, ulong userData)
+    /// <summary>Cancels the in-flight operation whose user_data is <paramref name="target"/>; or, with
+    /// IORING_ASYNC_CANCEL_ANY in <paramref name="flags"/>, every one (<paramref name="target"/> ignored).</summary>
+    public static void AsyncCancel(ref IoUringSqe sqe, ulong target, uint flags)
     {
         sqe.Opcode = Opcode.AsyncCancel;
         sqe.Fd = -1;
         sqe.Addr = target; // user_data to match, not a pointer
-        sqe.UserData = userData;
+        sqe.OpFlags = flags; // cancel_flags
+    }
+
+    /// <summary>Cancels every in-flight operation on descriptor <paramref name="fd"/> (IORING_ASYNC_CANCEL_FD |
+    /// IORING_ASYNC_CANCEL_ALL, 5.19).</summary>
+    public static void AsyncCancelDescriptor(ref IoUringSqe sqe, int fd)
+    {
+        sqe.Opcode = Opcode.AsyncCancel;
+        sqe.Fd = fd; // matched against each request's fd
+        sqe.OpFlags = IoUringConst.AsyncCancelFd | IoUringConst.AsyncCancelAll;
     }
 
     /// <summary>openat(dirfd, path, flags, mode). The path (NUL-terminated) must stay valid until completion.</summary>
-    public static void OpenAt(ref IoUringSqe sqe, int dirFd, ulong path, int flags, uint mode, ulong userData)
+    public static void OpenAt(ref IoUringSqe sqe, int dirFd, ulong path, int flags, uint mode)
     {
         sqe.Opcode = Opcode.OpenAt;
         sqe.Fd = dirFd;
         sqe.Addr = path;
         sqe.Len = mode; // the creation mode travels in len
         sqe.OpFlags = (uint)flags; // open_flags
-        sqe.UserData = userData;
     }
 
-    public static void Close(ref IoUringSqe sqe, int fd, ulong userData)
+    public static void Close(ref IoUringSqe sqe, int fd)
     {
         sqe.Opcode = Opcode.Close;
         sqe.Fd = fd;
-        sqe.UserData = userData;
     }
 
     /// <summary>fsync, or fdatasync with IORING_FSYNC_DATASYNC.</summary>
-    public static void Fsync(ref IoUringSqe sqe, int fd, uint fsyncFlags, ulong userData)
+    public static void Fsync(ref IoUringSqe sqe, int fd, uint fsyncFlags)
     {
         sqe.Opcode = Opcode.Fsync;
         sqe.Fd = fd;
         sqe.OpFlags = fsyncFlags;
-        sqe.UserData = userData;
     }
 
     /// <summary>statx(dirfd, path, flags, mask, buffer). For an open file pass its fd, an empty path and
     /// AT_EMPTY_PATH. Path and buffer must stay valid until completion.</summary>
-    public static void Statx(ref IoUringSqe sqe, int dirFd, ulong path, int flags, uint mask, ulong statxBuffer, ulong userData)
+    public static void Statx(ref IoUringSqe sqe, int dirFd, ulong path, int flags, uint mask, ulong statxBuffer)
     {
         sqe.Opcode = Opcode.Statx;
         sqe.Fd = dirFd;
@@ -105,28 +117,56 @@ internal static class SqeWriter
         sqe.Len = mask; // the statx mask travels in len
         sqe.Off = statxBuffer; // and the result buffer in off (addr2)
         sqe.OpFlags = (uint)flags; // statx_flags
-        sqe.UserData = userData;
+    }
+
+    /// <summary>renameat2(oldDirFd, oldPath, newDirFd, newPath, flags). Paths must stay valid until completion.</summary>
+    public static void RenameAt(ref IoUringSqe sqe, int oldDirFd, ulong oldPath, int newDirFd, ulong newPath, uint flags)
+    {
+        sqe.Opcode = Opcode.RenameAt;
+        sqe.Fd = oldDirFd;
+        sqe.Addr = oldPath;
+        sqe.Len = (uint)newDirFd; // the new directory fd travels in len
+        sqe.Off = newPath; // and the new path in off (addr2)
+        sqe.OpFlags = flags; // rename_flags
+    }
+
+    /// <summary>linkat(oldDirFd, oldPath, newDirFd, newPath, flags). Paths must stay valid until completion.</summary>
+    public static void LinkAt(ref IoUringSqe sqe, int oldDirFd, ulong oldPath, int newDirFd, ulong newPath, int flags)
+    {
+        sqe.Opcode = Opcode.LinkAt;
+        sqe.Fd = oldDirFd;
+        sqe.Addr = oldPath;
+        sqe.Len = (uint)newDirFd; // the new directory fd travels in len
+        sqe.Off = newPath; // and the new path in off (addr2)
+        sqe.OpFlags = (uint)flags; // hardlink_flags
     }
 
     /// <summary>pread(fd, buffer, length, offset); offset ulong.MaxValue (-1) reads at the file position.</summary>
-    public static void Read(ref IoUringSqe sqe, int fd, ulong buffer, uint length, ulong offset, ulong userData)
+    public static void Read(ref IoUringSqe sqe, int fd, ulong buffer, uint length, ulong offset)
     {
         sqe.Opcode = Opcode.Read;
         sqe.Fd = fd;
         sqe.Addr = buffer;
         sqe.Len = length;
         sqe.Off = offset;
-        sqe.UserData = userData;
     }
 
     /// <summary>pwrite(fd, buffer, length, offset).</summary>
-    public static void Write(ref IoUringSqe sqe, int fd, ulong buffer, uint length, ulong offset, ulong userData)
+    public static void Write(ref IoUringSqe sqe, int fd, ulong buffer, uint length, ulong offset)
     {
         sqe.Opcode = Opcode.Write;
         sqe.Fd = fd;
         sqe.Addr = buffer;
         sqe.Len = length;
         sqe.Off = offset;
-        sqe.UserData = userData;
+    }
+
+    /// <summary>Re-prepares a read or write for what is left after <paramref name="done"/> bytes (a short write):
+    /// buffer, length and file offset move on together.</summary>
+    public static void Advance(ref IoUringSqe sqe, uint done)
+    {
+        sqe.Addr += done;
+        sqe.Len -= done;
+        sqe.Off += done;
     }
 }

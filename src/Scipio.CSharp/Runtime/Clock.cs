@@ -20,7 +20,9 @@ internal static class Clock
         }
     }
 
-    public static long ToNs(TimeSpan t) => t.Ticks * Scipio.Core.Time.NanosPerTick;
+    /// <summary>Nanoseconds in <paramref name="t"/>, saturated at Time.Never: TimeSpan.MaxValue is 2^63 ticks, which
+    /// would overflow as nanoseconds and turn a 29,000-year sleep into none.</summary>
+    public static long ToNs(TimeSpan t) => Scipio.Core.Time.ofTicksSaturating(t.Ticks);
 
     public static TimeSpan FromNs(long ns) => TimeSpan.FromTicks(ns / Scipio.Core.Time.NanosPerTick);
 }

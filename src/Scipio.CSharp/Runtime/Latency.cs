@@ -19,14 +19,14 @@ public readonly struct Latency : IEquatable<Latency>
     {
         if (budget <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(budget), budget, "A latency budget must be positive.");
-        return new Latency(budget.Ticks * Time.NanosPerTick);
+        return new Latency(Time.ofTicksSaturating(budget.Ticks)); // TimeSpan.MaxValue stays a (very long) budget
     }
 
     /// <summary>True for <see cref="Matters"/>.</summary>
     public bool IsLatencySensitive => _budgetNs > 0;
 
     /// <summary>The budget of a latency-sensitive class; <see cref="TimeSpan.Zero"/> for NotImportant.</summary>
-    public TimeSpan Budget => TimeSpan.FromTicks(_budgetNs / Time.NanosPerTick);
+    public TimeSpan Budget => _budgetNs == Time.Never ? TimeSpan.MaxValue : TimeSpan.FromTicks(_budgetNs / Time.NanosPerTick);
 
     internal LatencyClass ToCore() => _budgetNs > 0 ? LatencyClass.NewMatters(_budgetNs) : LatencyClass.NotImportant;
 

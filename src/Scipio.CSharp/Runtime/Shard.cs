@@ -104,7 +104,7 @@ public static class Shard
     private static int Pin(Placement placement)
     {
         var allowed = Cpus.AllowedAtStart;
-        var decision = Core.Placement.resolve(placement.Spec, allowed);
+        var decision = Affinity.resolve(placement.Spec, allowed);
         switch (decision)
         {
             case PinDecision.Invalid invalid:

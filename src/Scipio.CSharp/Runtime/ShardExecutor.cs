@@ -3,37 +3,36 @@ using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
 using Scipio.Core;
 using Scipio.Interop;
+using Scipio.Ring;
 
 namespace Scipio.Runtime;
 
-/// <summary>One shard: its thread's run loop, task queues, timers and cross-thread inbox, over a
-/// <see cref="ShardReactor"/>. The F# core decides (which queue runs, until when, how long to park); this class acts.
-/// Everything here runs on the shard thread except <see cref="PostFromAnotherThread"/>.</summary>
+/// <summary>One shard: its thread's run loop, task queues, timers and cross-thread inbox, over an
+/// <see cref="IShardBackend"/>. The core's <see cref="Loop"/> keeps the loop's books (watermark, which queue runs,
+/// the runnable count, the preemption timer, yields) and decides; this class reads the clock, runs work and acts.
+/// Everything here runs on the shard thread except <see cref="PostFromAnotherThread"/> and
+/// <see cref="RequestStop"/>.</summary>
 internal sealed class ShardExecutor : IDisposable
 {
     [ThreadStatic] private static ShardExecutor? t_current;
 
     private readonly List<TaskQueue> _queues = [];
     private QueueState[] _states = new QueueState[8];
-    private long _watermark;
-    private long _now; // the loop's latest clock reading; good enough for "became runnable at"
+    private LoopState _loop = Loop.initial;
+    private long _now; // the loop's latest clock reading: "became runnable at" for wakes during a turn
 
     private readonly TimerHeap _timers = new(64);
-    private readonly List<TimerOperation> _timerOps = [];
+    private readonly SlotTable<TimerOperation> _timerOps = new();
     private readonly Stack<TimerOperation> _freeTimers = new();
 
     private readonly ConcurrentQueue<(TaskQueue? Queue, WorkItem Item)> _inbox = new();
     private int _inboxSignal; // set by other threads when they post; makes NeedPreempt true
     private volatile bool _stopRequested;
 
-    private bool _yieldRequested;
-    private bool _loopTurnRequested; // Sleep(0): end the run so the loop turns
-    private int _runnableQueues;
-    private int _running = -1; // the queue RunQueue is running, -1 between runs
-    private bool _preemptArmed; // the preemption timer was armed for the current run
-    private readonly Ring.Ring _latencyRing; // read on every NeedPreempt: one hop fewer than through Reactor
+    private readonly PreemptSignal _preempt; // read on every NeedPreempt
     private readonly long _preemptIntervalNs, _spinNs;
     private readonly Func<bool> _hasWork;
+    private readonly SpawnedWorkList _spawned = new();
     private long _tasksRun, _loopTurns, _parks, _preemptions, _runtimeNs;
 
     public ShardExecutor(int id, ShardOptions options, int pinnedCpu)
@@ -44,8 +43,9 @@ internal sealed class ShardExecutor : IDisposable
         _spinNs = Clock.ToNs(options.SpinBeforePark);
         _hasWork = HasWork;
         _now = Clock.NowNs;
-        Reactor = new ShardReactor(options.RingEntries, Cpus.AllowedAtStart);
-        _latencyRing = Reactor.Latency.Ring;
+        Operations = new OperationTable(this);
+        Backend = new IoUringBackend(options.RingEntries, Cpus.AllowedAtStart, Operations);
+        _preempt = Backend.PreemptSignal;
         YieldSource = new YieldIfNeededSource(this);
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
         CurrentQueue = DefaultQueue;
@@ -75,18 +75,21 @@ internal sealed class ShardExecutor : IDisposable
 
     public int Id { get; }
     public int PinnedCpu { get; }
-    public ShardReactor Reactor { get; }
+    public IShardBackend Backend { get; }
+    public OperationTable Operations { get; }
     public TaskQueue DefaultQueue { get; }
     public TaskQueue CurrentQueue { get; private set; }
     public IValueTaskSource YieldSource { get; }
 
-    /// <summary>Whether the running queue should give the CPU back: the latency ring has an event (the preemption
-    /// timer fired) or another thread posted work. Two memory reads.</summary>
+    /// <summary>Whether the running queue should give the CPU back: the backend's signal (the preemption timer fired,
+    /// a latency-sensitive completion arrived) or another thread posted work. Two memory compares.</summary>
     public bool NeedPreempt
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => _latencyRing.HasCompletions || Volatile.Read(ref _inboxSignal) != 0;
+        get => _preempt.Raised || Volatile.Read(ref _inboxSignal) != 0;
     }
+
+    private Span<QueueState> States => _states.AsSpan(0, _queues.Count);
 
     // ---- task queues ----
 
@@ -97,24 +100,24 @@ internal sealed class ShardExecutor : IDisposable
         if (_queues.Any(q => q.Name == name))
             throw new ArgumentException($"This shard already has a task queue named '{name}'; names are unique per shard.", nameof(name));
         var queue = new TaskQueue(this, _queues.Count, name, shares, latency);
+        int initial = queue.ReadShares(ShareMath.Min);
         _queues.Add(queue);
         if (_states.Length < _queues.Count) Array.Resize(ref _states, _states.Length * 2);
-        _states[queue.Index] = TaskQueues.create(shares.Current, latency.ToCore());
+        _states[queue.Index] = TaskQueues.create(initial, latency.ToCore());
         return queue;
     }
 
     public void MarkRunnable(int index)
     {
         if (_states[index].Runnable) return;
-        _states[index] = TaskQueues.wake(_watermark, _now, _states[index]);
-        _runnableQueues++;
-        // The running queue woke another (spawned into it, say): it now competes for the CPU, so the running
-        // queue needs the preemption timer even if it did not when it was picked.
-        if (_running >= 0 && index != _running && !_preemptArmed) ArmPreemption(Clock.NowNs);
+        var (loop, recheck) = Loop.wake(States, index, _now, _loop);
+        _loop = loop;
+        // The running queue woke another (spawned into it, say): it now competes for the CPU.
+        if (recheck) CheckPreemption(Clock.NowNs);
     }
 
     public void OnSharesChanged(TaskQueue queue) =>
-        _states[queue.Index] = TaskQueues.withShares(queue.Shares.Current, _states[queue.Index]);
+        Loop.setShares(States, queue.Index, queue.ReadShares(_states[queue.Index].Shares));
 
     public TaskQueueStats QueueStats(TaskQueue queue)
     {
@@ -124,50 +127,45 @@ internal sealed class ShardExecutor : IDisposable
 
     public ShardStats Stats()
     {
+        var b = Backend.Stats();
         return new ShardStats(
-            Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, Reactor.Wakeups, _preemptions, Reactor.PollFallbacks,
-            Reactor.Main.Stats(), Reactor.Latency.Stats(), Reactor.Poll.Stats(),
-            _queues.Select(QueueStats).ToArray());
+            Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, b.Wakeups, _preemptions, b.PollFallbacks,
+            b.Main, b.Latency, b.Poll, _queues.Select(QueueStats).ToArray())
+        { MsgRingWakeups = b.MsgRingWakeups };
     }
 
     public Task<T> Spawn<T>(TaskQueue queue, Func<Task> work)
     {
         if (queue.Executor != this)
             throw new ArgumentException($"Task queue '{queue.Name}' belongs to another shard; spawn into a queue of this shard.", nameof(queue));
-        var spawned = new SpawnedWork<T>(work);
+        var spawned = new SpawnedWork<T>(work, _spawned);
         queue.EnqueueLocal(new WorkItem(spawned, null));
         return spawned.Task;
     }
 
     // ---- preemption ----
 
-    /// <summary>Arms the preemption timer for the running queue if the core says it is needed: another queue is
-    /// runnable, a timer is pending, or I/O is in flight. Also called when the run itself sets a timer or submits
-    /// I/O, since that can make it needed (or needed sooner) after the queue was picked.</summary>
-    private void ArmPreemption(long nowNs)
+    /// <summary>Lets the core arm, move or keep the preemption timer for the running queue, now that something may
+    /// want the CPU: another queue is runnable, a timer is pending, or I/O is in flight.</summary>
+    private void CheckPreemption(long nowNs)
     {
-        long nextTimer = _timers.NextDeadline;
-        if (!Core.Reactor.preemptionNeeded(AnotherQueueRunnable(_running), nextTimer, Reactor.OperationsInFlight)) return;
-        _preemptArmed = true;
-        Reactor.PreparePreempt(TaskQueues.preemptDeadline(States, _running, _preemptIntervalNs, nextTimer, nowNs), nowNs);
+        var (loop, decision) = Loop.checkPreemption(States, nowNs, _timers.NextDeadline, Backend.IoInFlight, _preemptIntervalNs, _loop);
+        _loop = loop;
+        Backend.SetPreemptTimer(decision);
     }
 
-    /// <summary>A pooled operation set up for a use on behalf of the running queue; then Set* it and submit it.</summary>
-    public IoOperation RentOperation(string what, string? path, CancellationToken ct) =>
-        Reactor.RentOperation(this).Prepare(what, path, ct);
-
-    /// <summary>Submits an operation to the ring the core routes it to.</summary>
+    /// <summary>Submits an operation to the backend; a run that starts I/O may now need the preemption timer.</summary>
     public void Submit(IoOperation op)
     {
-        Reactor.Submit(op);
-        if (_running >= 0 && !_preemptArmed) ArmPreemption(Clock.NowNs);
+        Backend.Submit(op);
+        if (Loop.needsCheck(Time.Never, _loop)) CheckPreemption(Clock.NowNs);
     }
 
     // ---- yielding ----
 
     public void YieldContinuation(Action continuation)
     {
-        _yieldRequested = true;
+        _loop = Loop.requestYield(_loop);
         CurrentQueue.EnqueueLocal(new WorkItem(continuation, null));
     }
 
@@ -194,20 +192,21 @@ internal sealed class ShardExecutor : IDisposable
         {
             // Due at once: what it owes the caller is one turn of the run loop (reap, timers, a fresh pick), not a
             // clock read and a trip through the timer heap.
-            _loopTurnRequested = true;
+            _loop = Loop.requestLoopTurn(_loop);
             return new ValueTask(YieldSource, 0);
         }
         if (!_freeTimers.TryPop(out var timer))
         {
-            timer = new TimerOperation(this, _timerOps.Count);
-            _timerOps.Add(timer);
+            timer = new TimerOperation(this);
+            timer.Id = _timerOps.Add(timer);
         }
         timer.Start(ct);
         if (delay != Timeout.InfiniteTimeSpan)
         {
             long now = Clock.NowNs;
-            _timers.Push(Time.addSaturating(now, Clock.ToNs(delay)), timer.Id, timer.Arming);
-            if (_running >= 0) ArmPreemption(now); // the running queue must stop in time for it
+            long deadline = Time.addSaturating(now, Clock.ToNs(delay));
+            _timers.Push(deadline, timer.Id);
+            if (Loop.needsCheck(deadline, _loop)) CheckPreemption(now); // the running queue must stop in time for it
         }
         return new ValueTask(timer, timer.Version);
     }
@@ -216,11 +215,7 @@ internal sealed class ShardExecutor : IDisposable
 
     private void FireDueTimers(long now)
     {
-        while (_timers.TryPopDue(now, out var entry))
-        {
-            var timer = _timerOps[entry.Id];
-            if (timer.Arming == entry.Version) timer.Fire(0);
-        }
+        while (_timers.TryPopDue(now, out var entry)) _timerOps[entry.Id]!.Fire(0);
     }
 
     // ---- cancellation (the token's callback may run on any thread) ----
@@ -232,7 +227,7 @@ internal sealed class ShardExecutor : IDisposable
             PostFromAnotherThread(null, new WorkItem((Action)(() => RequestCancel(op, version)), null));
             return;
         }
-        if (op.Version == version) Reactor.Cancel(op);
+        if (op.Version == version) Backend.Cancel(op);
     }
 
     public void RequestTimerCancel(TimerOperation timer, short version)
@@ -242,7 +237,9 @@ internal sealed class ShardExecutor : IDisposable
             PostFromAnotherThread(null, new WorkItem((Action)(() => RequestTimerCancel(timer, version)), null));
             return;
         }
-        if (timer.Version == version) timer.Fire(-Errno.ECANCELED);
+        if (timer.Version != version) return;
+        _timers.Remove(timer.Id); // at once: a canceled timer must not keep the preemption timer armed
+        timer.Fire(-Errno.ECANCELED);
     }
 
     // ---- cross-thread inbox ----
@@ -254,7 +251,7 @@ internal sealed class ShardExecutor : IDisposable
         // A full fence, not a release store: Wake reads _parked next, and a store followed by a load may be
         // reordered — the shard could park after reading _inboxSignal = 0 while we read _parked = 0 (a lost wake).
         Interlocked.Exchange(ref _inboxSignal, 1);
-        Reactor.Wake();
+        Backend.Wake();
     }
 
     private void DrainInbox()
@@ -269,12 +266,7 @@ internal sealed class ShardExecutor : IDisposable
         }
     }
 
-    /// <summary>Whether a queue other than <paramref name="index"/> (which is runnable: it is running) is runnable.</summary>
-    private bool AnotherQueueRunnable(int index) => _runnableQueues > (_states[index].Runnable ? 1 : 0);
-
-    private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || _runnableQueues > 0;
-
-    private ReadOnlySpan<QueueState> States => _states.AsSpan(0, _queues.Count);
+    private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || _loop.RunnableCount > 0;
 
     // ---- the run loop ----
 
@@ -282,41 +274,41 @@ internal sealed class ShardExecutor : IDisposable
     {
         _stopRequested = true;
         Interlocked.Exchange(ref _inboxSignal, 1); // a full fence before Wake reads _parked, as in posting
-        Reactor.Wake();
+        Backend.Wake();
     }
 
-    /// <summary>Runs until <see cref="RequestStop"/>: reap completions of the three rings → take posted work → fire due
+    /// <summary>Runs until <see cref="RequestStop"/>: read the clock → reap completions → take posted work → fire due
     /// timers → let the core pick a queue and run it until it is empty or must yield → submit what it prepared →
     /// if nothing is runnable, spin or park until the next timer.</summary>
     public void RunLoop()
     {
-        _now = Clock.NowNs;
-        long idleSince = -1;
         while (!_stopRequested)
         {
             _loopTurns++;
-            Reactor.Reap();
-            DrainInbox();
+            // Read before reaping: a queue a completion wakes became runnable when the shard woke, not when it last
+            // read the clock (before it parked).
             _now = Clock.NowNs;
+            if (Backend.Reap()) _loop = Loop.preemptFired(_loop);
+            DrainInbox();
             FireDueTimers(_now);
 
-            int next = TaskQueues.pickNext(States);
+            int next = Loop.pick(States);
             if (next >= 0)
             {
-                idleSince = -1;
                 RunQueue(next);
-                Reactor.Flush();
+                Backend.Flush();
                 continue;
             }
 
-            Reactor.Flush();
-            if (idleSince < 0) idleSince = _now;
-            var decision = Core.Reactor.idle(false, Reactor.Poll.Busy > 0, _now, idleSince, _spinNs, _timers.NextDeadline);
+            Backend.Flush();
+            var (loop, decision) = Loop.idle(_now, _spinNs, _timers.NextDeadline, Backend.MustPoll, _loop);
+            _loop = loop;
             if (decision.IsPark)
             {
                 _parks++;
-                Reactor.Park(decision.timeoutNs, _hasWork);
-                idleSince = -1;
+                Trim();
+                Backend.Park(decision.timeoutNs, _hasWork);
+                _loop = Loop.woke(_loop);
             }
         }
     }
@@ -325,11 +317,8 @@ internal sealed class ShardExecutor : IDisposable
     {
         var queue = _queues[index];
         long start = _now;
-        if (queue.Shares.IsDynamic) _states[index] = TaskQueues.withShares(queue.Shares.Current, _states[index]);
-        _states[index] = TaskQueues.select(start, _states[index]);
-        _running = index;
-        _preemptArmed = false;
-        ArmPreemption(start);
+        _loop = Loop.beginRun(States, index, queue.ReadShares(_states[index].Shares), start, _loop);
+        CheckPreemption(start);
 
         CurrentQueue = queue;
         SynchronizationContext.SetSynchronizationContext(queue);
@@ -341,24 +330,14 @@ internal sealed class ShardExecutor : IDisposable
             ran++;
             _tasksRun++; // counted as it runs: one run may last as long as the program (Shard.Stats reads it mid-run)
             item.Run();
-            if (NeedPreempt)
-            {
-                preempted = true;
-                break;
-            }
-            if (_loopTurnRequested) break;
-            if (_yieldRequested)
-            {
-                // The scheduler would pick this queue again unless another is runnable or a completion waits to
-                // be reaped; the slice's end, due timers and cross-thread posts all show up in NeedPreempt. So the
-                // loop turn (two clock reads) is skipped and the yielded continuation runs from the queue's back.
-                _yieldRequested = false;
-                if (Reactor.CompletionsWaiting || AnotherQueueRunnable(index)) break;
-            }
+            // Nothing to decide unless the slice is over or the work asked for a yield or a loop turn.
+            if (!NeedPreempt && !_loop.YieldRequested && !_loop.LoopTurnRequested) continue;
+            var (loop, verdict) = Loop.afterTask(NeedPreempt, _loop.YieldRequested && Backend.CompletionsWaiting, _loop);
+            _loop = loop;
+            if (verdict.IsContinue) continue;
+            preempted = verdict.IsPreempted;
+            break;
         }
-        _yieldRequested = false;
-        _loopTurnRequested = false;
-        _running = -1;
         if (preempted) _preemptions++;
         SynchronizationContext.SetSynchronizationContext(null);
         CurrentQueue = DefaultQueue;
@@ -366,19 +345,30 @@ internal sealed class ShardExecutor : IDisposable
         long end = Clock.NowNs;
         _now = end;
         _runtimeNs += end - start;
-        _states[index] = TaskQueues.account(end, end - start, ran, work.Count > 0, _states[index]);
-        if (!_states[index].Runnable) _runnableQueues--;
-        _watermark = TaskQueues.watermark(States, _watermark, index);
+        _loop = Loop.endRun(States, end, ran, work.Count > 0, _loop);
     }
 
-    /// <summary>Stops I/O for good: cancels and reaps what is in flight, then closes the rings.</summary>
+    /// <summary>The shard is about to park: drop what a peak of timers and operations left behind.</summary>
+    private void Trim()
+    {
+        Backend.Trim();
+        if (_freeTimers.Count <= 256) return;
+        while (_freeTimers.Count > 64) _timerOps.Remove(_freeTimers.Pop().Id);
+        _timerOps.Compact();
+        _timers.Trim();
+    }
+
+    /// <summary>Stops for good: cancels and reaps the I/O in flight, closes the rings, and ends the Tasks of spawned
+    /// work that will never run again as canceled.</summary>
     public void Dispose()
     {
-        try { Reactor.Drain(); }
+        try { Backend.Drain(); }
         finally
         {
-            Reactor.Dispose();
+            Backend.Dispose();
             t_current = null;
+            SynchronizationContext.SetSynchronizationContext(null);
+            _spawned.CancelAll();
         }
     }
 }

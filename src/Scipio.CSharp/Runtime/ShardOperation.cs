@@ -122,6 +122,9 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
     /// <summary>The exception for a failed use; the operation is still intact when this is called.</summary>
     protected abstract Exception CreateException(int errno, CancellationToken ct);
 
+    /// <summary>Ends a use that nobody awaits (the shard's own operations): back to the pool.</summary>
+    protected void Release() => Recycle();
+
     /// <summary>Clears the use's state and hands the operation back to its pool.</summary>
     private void Recycle()
     {

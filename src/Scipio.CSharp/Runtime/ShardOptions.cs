@@ -25,8 +25,12 @@ public sealed class ShardOptions
         set => _placement = value ?? throw new ArgumentNullException(nameof(value));
     }
 
-    /// <summary>Submission-queue entries of the main ring, a power of two from 2 to 32768 (the completion queue
-    /// gets twice as many); default 256. More entries let more operations be in flight at once.</summary>
+    /// <summary>Submission-queue entries of the main and poll rings, a power of two from 2 to 32768; default 256.
+    /// The completion queue gets 16 times as many, at least 1024.</summary>
+    /// <remarks>Operations that complete by themselves (file I/O, open, stat) may be in flight up to the completion
+    /// queue's size less the submission queue's; more wait in a backlog. Operations that may wait indefinitely (a
+    /// read on a FIFO, an idle connection's receive) take no room at all: any number may be pending. The kernel
+    /// keeps completions that overflow (IORING_FEAT_NODROP), so none is ever lost.</remarks>
     public int RingEntries
     {
         get => _ringEntries;

@@ -5,7 +5,7 @@ namespace Scipio;
 /// <param name="TasksRun">Work items run (continuations, spawned work, posts).</param>
 /// <param name="LoopTurns">Turns of the run loop.</param>
 /// <param name="Parks">Times the shard blocked in the kernel for lack of work.</param>
-/// <param name="Wakeups">Times another thread woke the parked shard (eventfd).</param>
+/// <param name="Wakeups">Times another thread or shard woke the parked shard (eventfd or MSG_RING).</param>
 /// <param name="Preemptions">Times a queue was cut off because NeedPreempt became true: its time slice ran out,
 /// a latency event arrived, or another thread posted work.</param>
 /// <param name="PollFallbacks">Devices found not to poll (sysfs io_poll = 0) plus O_DIRECT operations sent again
@@ -26,11 +26,17 @@ public sealed record ShardStats(
     RingStats Main,
     RingStats Latency,
     RingStats Poll,
-    IReadOnlyList<TaskQueueStats> TaskQueues);
+    IReadOnlyList<TaskQueueStats> TaskQueues)
+{
+    /// <summary>Of <see cref="Wakeups"/>, those another shard sent as a CQE on this shard's main ring
+    /// (IORING_OP_MSG_RING) rather than through the eventfd.</summary>
+    public long MsgRingWakeups { get; init; }
+}
 
 /// <summary>Counters of one io_uring instance.</summary>
 /// <param name="Submitted">Operations handed to the kernel.</param>
-/// <param name="Completed">Completions reaped.</param>
+/// <param name="Completed">Operations completed: counted once, at the final completion (a multishot operation's
+/// intermediate CQEs are not counted; a resubmitted short write counts each submission).</param>
 /// <param name="InFlight">Operations the kernel has not completed yet.</param>
 /// <param name="Backlogged">Operations that waited for room in the ring, ever.</param>
 /// <param name="SetupFlags">The IORING_SETUP_* flags the kernel accepted, as text.</param>

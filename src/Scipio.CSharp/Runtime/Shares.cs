@@ -16,16 +16,16 @@ public sealed class Shares
     }
 
     /// <summary>The fewest shares a queue may have (1).</summary>
-    public const int MinValue = Scipio.Core.Shares.Min;
+    public const int MinValue = Scipio.Core.ShareMath.Min;
 
     /// <summary>The most shares a queue may have (1000).</summary>
-    public const int MaxValue = Scipio.Core.Shares.Max;
+    public const int MaxValue = Scipio.Core.ShareMath.Max;
 
     /// <summary>A fixed number of shares, 1..1000.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shares"/> is outside 1..1000.</exception>
     public static Shares Static(int shares)
     {
-        if (!Scipio.Core.Shares.isValid(shares))
+        if (!Scipio.Core.ShareMath.isValid(shares))
             throw new ArgumentOutOfRangeException(nameof(shares), shares, $"Shares must be between {MinValue} and {MaxValue}.");
         return new Shares(shares, null);
     }

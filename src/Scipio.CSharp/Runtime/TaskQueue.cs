@@ -43,6 +43,23 @@ public sealed class TaskQueue : SynchronizationContext
         }
     }
 
+    /// <summary>The exception the queue's <see cref="ISharesController"/> last threw, or null. A controller that throws
+    /// does not stop the shard: the queue keeps the shares it had and the exception is kept here.</summary>
+    public Exception? LastSharesError { get; private set; }
+
+    /// <summary>The shares now; if a dynamic controller throws, <paramref name="fallback"/> (the shares the queue
+    /// had) and the exception goes to <see cref="LastSharesError"/>.</summary>
+    internal int ReadShares(int fallback)
+    {
+        if (!_shares.IsDynamic) return _shares.Current;
+        try { return _shares.Current; }
+        catch (Exception e)
+        {
+            LastSharesError = e;
+            return fallback;
+        }
+    }
+
     /// <summary>The queue's latency class.</summary>
     public Latency Latency { get; }
 
@@ -59,15 +76,22 @@ public sealed class TaskQueue : SynchronizationContext
     }
 
     /// <summary>Runs <paramref name="d"/> in this queue and waits for it: inline when called on the queue's shard,
-    /// otherwise posted and waited for (the caller blocks until the shard has run it).</summary>
+    /// otherwise posted and waited for (the calling thread blocks until the shard has run it).</summary>
+    /// <exception cref="InvalidOperationException">Called on another shard: blocking a shard stops everything on it,
+    /// and two shards sending to each other would wait for each other forever. Post instead (or await work
+    /// submitted to the other shard).</exception>
     public override void Send(SendOrPostCallback d, object? state)
     {
         ArgumentNullException.ThrowIfNull(d);
-        if (ShardExecutor.Current == Executor)
+        var current = ShardExecutor.Current;
+        if (current == Executor)
         {
             d(state);
             return;
         }
+        if (current is not null)
+            throw new InvalidOperationException(
+                $"TaskQueue.Send would block shard {current.Id} until shard {Executor.Id} runs the callback, and two shards sending to each other deadlock. Use Post (or await work submitted to that shard) instead.");
         using var done = new ManualResetEventSlim();
         Exception? error = null;
         Post(_ =>

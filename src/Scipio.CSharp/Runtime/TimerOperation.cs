@@ -1,23 +1,19 @@
 namespace Scipio.Runtime;
 
-/// <summary>A pooled sleep: an entry in the shard's timer heap, fired by the run loop when due. The shard's
-/// kernel wait (io_uring_enter with a timeout at the next deadline) is what wakes it when idle.</summary>
-internal sealed class TimerOperation(ShardExecutor owner, int id) : ShardOperation(owner)
+/// <summary>A pooled sleep: an entry in the shard's timer heap under its <see cref="Id"/>, fired by the run loop
+/// when due, or removed from the heap at once when canceled. The shard's kernel wait (io_uring_enter with a timeout
+/// at the next deadline) is what wakes it when idle.</summary>
+internal sealed class TimerOperation(ShardExecutor owner) : ShardOperation(owner)
 {
-    /// <summary>Index in the shard's timer table: the Id in the heap entry.</summary>
-    public int Id { get; } = id;
+    /// <summary>Slot in the shard's timer table: the id of its heap entry.</summary>
+    public int Id { get; set; }
 
-    /// <summary>True while waiting in the heap.</summary>
+    /// <summary>True while the sleep waits (in the heap, or forever for an infinite one).</summary>
     public bool Armed { get; private set; }
-
-    /// <summary>Counts the uses, so a heap entry left by a canceled use never fires a later one (the 16-bit
-    /// Version could wrap around while a long sleep's entry waits in the heap).</summary>
-    public int Arming { get; private set; }
 
     public TimerOperation Start(CancellationToken ct)
     {
         Armed = true;
-        Arming++;
         Begin(ct);
         return this;
     }

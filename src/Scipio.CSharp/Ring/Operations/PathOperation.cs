@@ -1,0 +1,118 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Scipio.Interop;
+using Scipio.Runtime;
+
+namespace Scipio.Ring;
+
+/// <summary>Operations on paths and file metadata: openat, statx, and the two-path ones (renameat, linkat). The
+/// kernel reads the paths and writes the statx buffer until the final CQE, so they live in native scratch memory
+/// the operation owns: grown to the largest use so far and kept, not a malloc per call; freed when the pool trims
+/// the operation.</summary>
+internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable table) : IoOperation(owner, table)
+{
+    private const int StatxBytes = 256;
+    private byte* _scratch;
+    private int _capacity;
+    private StatxField _field;
+
+    /// <summary>Which statx field becomes the result of a statx use.</summary>
+    public enum StatxField : byte
+    {
+        /// <summary>The CQE's result (0) itself: not a statx use.</summary>
+        None,
+        /// <summary>stx_size.</summary>
+        Size,
+        /// <summary>stx_mode (file type and permissions).</summary>
+        Mode,
+    }
+
+    /// <summary>Starts a use; then one Prepare* and submit.</summary>
+    public PathOperation Start(string what, string? path, SafeHandle? file, CancellationToken ct)
+    {
+        Begin(what, path, file, ct);
+        return this;
+    }
+
+    /// <summary>openat(AT_FDCWD, path, flags, mode); the result is the new descriptor.</summary>
+    public void PrepareOpen(string path, int flags, uint mode)
+    {
+        byte* p = Scratch(PathBytes(path));
+        WritePath(path, p);
+        SqeWriter.OpenAt(ref Sqe, Libc.AtFdCwd, (ulong)p, flags, mode);
+    }
+
+    /// <summary>statx of an open descriptor (AT_EMPTY_PATH); the result is <paramref name="field"/>.</summary>
+    public void PrepareStatx(int fd, uint mask, StatxField field)
+    {
+        byte* p = Scratch(StatxBytes + 1); // the buffer, then an empty NUL-terminated path
+        new Span<byte>(p, StatxBytes + 1).Clear();
+        _field = field;
+        SqeWriter.Statx(ref Sqe, fd, (ulong)(p + StatxBytes), Libc.AtEmptyPath, mask, (ulong)p);
+    }
+
+    /// <summary>renameat(AT_FDCWD, from, AT_FDCWD, to, flags).</summary>
+    public void PrepareRename(string from, string to, uint flags)
+    {
+        int a = PathBytes(from);
+        byte* p = Scratch(a + PathBytes(to));
+        WritePath(from, p);
+        WritePath(to, p + a);
+        SqeWriter.RenameAt(ref Sqe, Libc.AtFdCwd, (ulong)p, Libc.AtFdCwd, (ulong)(p + a), flags);
+    }
+
+    /// <summary>linkat(AT_FDCWD, existing, AT_FDCWD, link, flags).</summary>
+    public void PrepareLink(string existing, string link, int flags)
+    {
+        int a = PathBytes(existing);
+        byte* p = Scratch(a + PathBytes(link));
+        WritePath(existing, p);
+        WritePath(link, p + a);
+        SqeWriter.LinkAt(ref Sqe, Libc.AtFdCwd, (ulong)p, Libc.AtFdCwd, (ulong)(p + a), flags);
+    }
+
+    public override CqeAction OnCqe(in IoUringCqe cqe)
+    {
+        long result = cqe.Res;
+        if (result >= 0 && _field != StatxField.None)
+        {
+            ref readonly Statx stx = ref *(Statx*)_scratch;
+            result = _field == StatxField.Size ? (long)stx.Size : stx.Mode;
+        }
+        Complete(result);
+        return CqeAction.Complete;
+    }
+
+    protected override void Reset()
+    {
+        base.Reset();
+        _field = StatxField.None;
+    }
+
+    /// <summary>Frees the scratch memory: the pool dropped the operation.</summary>
+    public void FreeScratch()
+    {
+        NativeMemory.Free(_scratch);
+        _scratch = null;
+        _capacity = 0;
+    }
+
+    private static int PathBytes(string path) => Encoding.UTF8.GetMaxByteCount(path.Length) + 1;
+
+    private static void WritePath(string path, byte* at)
+    {
+        int n = Encoding.UTF8.GetBytes(path, new Span<byte>(at, PathBytes(path)));
+        at[n] = 0;
+    }
+
+    private byte* Scratch(int bytes)
+    {
+        if (bytes > _capacity)
+        {
+            NativeMemory.Free(_scratch);
+            _capacity = Math.Max(bytes, 512);
+            _scratch = (byte*)NativeMemory.Alloc((nuint)_capacity);
+        }
+        return _scratch;
+    }
+}

@@ -1,0 +1,71 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using Scipio.Interop;
+using Scipio.Runtime;
+
+namespace Scipio.Ring;
+
+/// <summary>The operations whose result is the CQE's: read, write, fsync, close, nop. A short write is continued
+/// (the SQE re-prepared for the rest) until every byte is written or an error occurs.</summary>
+internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable table) : IoOperation(owner, table)
+{
+    private MemoryHandle _pin;
+    private int _written; // bytes a write has completed so far
+
+    /// <summary>Starts a use; then one Prepare* and submit.</summary>
+    public ReadWriteOperation Start(string what, string? path, SafeHandle? file, CancellationToken ct)
+    {
+        Begin(what, path, file, ct);
+        return this;
+    }
+
+    public void PrepareNop() => SqeWriter.Nop(ref Sqe);
+
+    /// <summary>pread into <paramref name="buffer"/>, pinned until the final CQE.</summary>
+    public unsafe void PrepareRead(int fd, Memory<byte> buffer, long offset)
+    {
+        _pin = buffer.Pin();
+        SqeWriter.Read(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, (ulong)offset);
+    }
+
+    /// <summary>pread into memory that stays valid by other means (native, aligned buffers).</summary>
+    public void PrepareRead(int fd, nint buffer, int length, long offset) =>
+        SqeWriter.Read(ref Sqe, fd, (ulong)buffer, (uint)length, (ulong)offset);
+
+    /// <summary>pwrite of all of <paramref name="buffer"/>, pinned until the final CQE.</summary>
+    public unsafe void PrepareWrite(int fd, ReadOnlyMemory<byte> buffer, long offset)
+    {
+        _pin = buffer.Pin();
+        SqeWriter.Write(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, (ulong)offset);
+    }
+
+    public void PrepareFsync(int fd, uint flags) => SqeWriter.Fsync(ref Sqe, fd, flags);
+
+    public void PrepareClose(int fd) => SqeWriter.Close(ref Sqe, fd);
+
+    public override CqeAction OnCqe(in IoUringCqe cqe)
+    {
+        int res = cqe.Res;
+        if (Sqe.Opcode == Opcode.Write && res > 0 && res < Sqe.Len)
+        {
+            _written += res;
+            SqeWriter.Advance(ref Sqe, (uint)res);
+            return CqeAction.Resubmit;
+        }
+        Complete(Sqe.Opcode == Opcode.Write && res >= 0 ? res + _written : res);
+        return CqeAction.Complete;
+    }
+
+    public override void ReleaseResources()
+    {
+        _pin.Dispose();
+        _pin = default;
+        base.ReleaseResources();
+    }
+
+    protected override void Reset()
+    {
+        base.Reset();
+        _written = 0;
+    }
+}
