@@ -400,16 +400,13 @@ let private smallRing =
                     task {
                         let! file = BufferedFile.CreateAsync path
 
-                        // A 2-entry SQ gets a 1024-entry CQ, of which 1022 may hold prompt operations.
+                        // A 2-entry SQ gets a 1024-entry CQ, of which 1022 may hold prompt operations: the writes
+                        // are all started before any is awaited, so the rest must wait in the backlog.
                         let writers =
                             Array.init writes (fun i ->
-                                spawn (fun () ->
-                                    task {
-                                        do! file.WriteAtAsync(ReadOnlyMemory(pattern i block), int64 (i * block))
-                                        return 1
-                                    }))
+                                file.WriteAtAsync(ReadOnlyMemory(pattern i block), int64 (i * block)).AsTask())
 
-                        let! _ = Task.WhenAll writers
+                        do! Task.WhenAll writers
                         let! length = file.GetLengthAsync()
                         do! file.DisposeAsync()
                         return Shard.Stats.Main.Backlogged, length
