@@ -7,15 +7,28 @@ type Admission =
     | Prepare
     /// The submission queue is full of prepared SQEs: hand them to the kernel, then write this one.
     | SubmitFirst
-    /// The completion queue could overflow if one more went in flight: keep the operation in the backlog until a
-    /// completion frees a slot.
+    /// Its class has as many operations prepared or in flight as it may: keep the operation in the shell's backlog
+    /// (one per class, first in first out) until one of the class completes.
     | Backlog
 
-/// In-flight accounting for one io_uring instance. The invariants: prepared + in flight never exceeds the CQ size,
-/// so the kernel never has to drop or hold back a completion; prepared never exceeds the SQ size; and user
-/// operations take at most half the CQ less one, so the shard's own operations — a cancel for each user operation,
-/// the wake-up read, the latency-ring poll — always find room: they must never wait for a user operation to
-/// complete, which may be never (a read on an idle socket).
+/// How an operation behaves once in flight: what the ring's accounting must make room for.
+[<Struct; RequireQualifiedAccess>]
+type OpClass =
+    /// The shard's own: cancels, the wake-up read, the latency-ring poll, the preemption timer, MSG_RING sends. Never
+    /// backlogged: a cancel must not wait for the operation it cancels to complete, which may be never.
+    | Internal
+    /// Completes without outside help: file I/O on regular files and block devices, open, statx, fsync, close, nop.
+    | Prompt
+    /// May wait indefinitely: a read on a FIFO, socket or tty, accept, poll, multishot operations.
+    | Lingering
+
+/// In-flight accounting for one io_uring instance, set up with IORING_FEAT_NODROP (Linux 5.5; Scipio needs 6.1) and
+/// a CQ sized by IORING_SETUP_CQSIZE (16 × SQ, at least 1024). Invariants: prepared never exceeds the SQ size; user
+/// prompt operations prepared or in flight never exceed CQ − SQ, so a burst of them completing, with a full SQ's
+/// worth of the shard's own operations, fits the CQ; lingering operations are bounded only by memory
+/// (lingeringCapacity), since they complete rarely and, should many complete at once, NODROP keeps the CQEs that do
+/// not fit in the kernel's overflow list until the next reap — never lost. So idle receives, however many, never
+/// block file I/O or the shard's own operations.
 [<Struct>]
 type RingBook =
     {
@@ -23,15 +36,19 @@ type RingBook =
         SqEntries: int
         /// Completion queue entries.
         CqEntries: int
-        /// SQEs written but not yet handed to the kernel.
+        /// SQEs written but not yet handed to the kernel, of any class.
         Prepared: int
-        /// Operations the kernel has and has not yet completed.
+        /// Operations the kernel has and has not yet completed, of any class.
         InFlight: int
-        /// User operations prepared or in flight (the rest are the shard's own).
-        UserOps: int
+        /// User prompt operations prepared or in flight.
+        Prompt: int
+        /// User lingering operations prepared or in flight.
+        Lingering: int
+        /// The shard's own operations prepared or in flight.
+        Internal: int
         /// Operations handed to the kernel, ever.
         Submitted: int64
-        /// Completions reaped, ever.
+        /// Operations completed (final completions), ever.
         Completed: int64
     }
 
@@ -45,32 +62,58 @@ module RingBook =
             CqEntries = cqEntries
             Prepared = 0
             InFlight = 0
-            UserOps = 0
+            Prompt = 0
+            Lingering = 0
+            Internal = 0
             Submitted = 0L
             Completed = 0L
         }
 
-    /// How many user operations may be prepared or in flight: half the CQ less one (at least one).
-    let userCapacity (book: RingBook) = max 1 (book.CqEntries / 2 - 1)
+    /// How many user prompt operations may be prepared or in flight: CQ − SQ (the SQ's worth is room kept for the
+    /// shard's own operations and lingering completions), at least 1.
+    let promptCapacity (book: RingBook) = max 1 (book.CqEntries - book.SqEntries)
 
-    /// Whether one more of the shard's own operations may be prepared now.
-    let admitInternal (book: RingBook) =
-        if book.Prepared + book.InFlight >= book.CqEntries then Admission.Backlog
+    /// How many user lingering operations may be prepared or in flight: 64 × CQ, a bound on memory (pinned buffers,
+    /// pooled operations) rather than on the ring: NODROP keeps an overflowing CQE in the kernel, never loses it.
+    let lingeringCapacity (book: RingBook) =
+        if book.CqEntries > System.Int32.MaxValue / 64 then
+            System.Int32.MaxValue
+        else
+            max 1 (64 * book.CqEntries)
+
+    /// Whether one more operation of class `op` may be prepared now: Backlog when its class is at capacity (never
+    /// for Internal), else SubmitFirst when the SQ is full of prepared SQEs, else Prepare.
+    let admit (op: OpClass) (book: RingBook) =
+        let full =
+            match op with
+            | OpClass.Internal -> false
+            | OpClass.Prompt -> book.Prompt >= promptCapacity book
+            | OpClass.Lingering -> book.Lingering >= lingeringCapacity book
+
+        if full then Admission.Backlog
         elif book.Prepared >= book.SqEntries then Admission.SubmitFirst
         else Admission.Prepare
 
-    /// Whether one more user operation may be prepared now.
-    let admit (book: RingBook) =
-        if book.UserOps >= userCapacity book then Admission.Backlog else admitInternal book
+    /// One SQE of class `op` was written. Only after admit said Prepare (or SubmitFirst, once submitted).
+    let prepared (op: OpClass) (book: RingBook) =
+        match op with
+        | OpClass.Internal ->
+            { book with
+                Prepared = book.Prepared + 1
+                Internal = book.Internal + 1
+            }
+        | OpClass.Prompt ->
+            { book with
+                Prepared = book.Prepared + 1
+                Prompt = book.Prompt + 1
+            }
+        | OpClass.Lingering ->
+            { book with
+                Prepared = book.Prepared + 1
+                Lingering = book.Lingering + 1
+            }
 
-    /// One SQE was written, for a user operation or one of the shard's own. Only after admission said Prepare.
-    let prepared (user: bool) (book: RingBook) =
-        { book with
-            Prepared = book.Prepared + 1
-            UserOps = if user then book.UserOps + 1 else book.UserOps
-        }
-
-    /// The kernel consumed `count` prepared SQEs (io_uring_enter's return value, ≤ Prepared).
+    /// The kernel consumed `count` prepared SQEs (io_uring_enter's return value, clamped to 0..Prepared).
     let submitted (count: int) (book: RingBook) =
         let count = max 0 (min count book.Prepared)
 
@@ -80,14 +123,22 @@ module RingBook =
             Submitted = book.Submitted + int64 count
         }
 
-    /// An operation in flight completed. A multishot operation's CQEs flagged IORING_CQE_F_MORE are not completions:
-    /// count only its last one.
-    let completed (user: bool) (book: RingBook) =
-        { book with
-            InFlight = book.InFlight - 1
-            UserOps = if user then book.UserOps - 1 else book.UserOps
-            Completed = book.Completed + 1L
-        }
+    /// An in-flight operation of class `op` completed for good: its final CQE. A multishot operation's CQEs flagged
+    /// IORING_CQE_F_MORE are not final; the shell calls this once per operation.
+    let completed (op: OpClass) (book: RingBook) =
+        let book =
+            { book with
+                InFlight = book.InFlight - 1
+                Completed = book.Completed + 1L
+            }
+
+        match op with
+        | OpClass.Internal -> { book with Internal = book.Internal - 1 }
+        | OpClass.Prompt -> { book with Prompt = book.Prompt - 1 }
+        | OpClass.Lingering -> { book with Lingering = book.Lingering - 1 }
 
     /// True when nothing is prepared or in flight.
     let isIdle (book: RingBook) = book.Prepared = 0 && book.InFlight = 0
+
+    /// User operations (prompt and lingering) prepared or in flight.
+    let userOps (book: RingBook) = book.Prompt + book.Lingering
