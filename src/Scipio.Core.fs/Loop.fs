@@ -197,26 +197,24 @@ module Loop =
                     | PreemptTimerDecision.Arm after
                     | PreemptTimerDecision.Move after -> Time.addSaturating nowNs after
 
-                struct ({ state with
-                            PreemptTimerNs = firesAt
-                            PreemptChecked = true
-                        },
-                        decision)
+                let armed =
+                    { state with
+                        PreemptTimerNs = firesAt
+                        PreemptChecked = true
+                    }
+
+                struct (armed, decision)
 
     /// Whether an event during a run requires calling checkPreemption: the run set a timer due at `timerSetNs`
     /// (Time.Never when the event is not a timer: it submitted I/O or woke another queue), and the preemption timer
     /// does not cover the run yet (PreemptChecked = false) or fires later than the new timer. False between runs.
     let needsCheck (timerSetNs: int64) (state: LoopState) =
-        state.Running >= 0
-        && (not state.PreemptChecked || timerSetNs < state.PreemptTimerNs)
+        state.Running >= 0 && (not state.PreemptChecked || timerSetNs < state.PreemptTimerNs)
 
     /// The preemption timer's completion arrived: no timer is armed any more.
-    let preemptFired (state: LoopState) =
-        { state with
-            PreemptTimerNs = Time.Never
-        }
+    let preemptFired (state: LoopState) = { state with PreemptTimerNs = Time.Never }
 
-    /// The running code asked to yield (Yield, Sleep of a yielded continuation): see afterTask.
+    /// The running code asked to yield (Yield, a yielded continuation): see afterTask.
     let requestYield (state: LoopState) = { state with YieldRequested = true }
 
     /// The running code asked for a turn of the run loop (Sleep(0)): the run ends after the work item.

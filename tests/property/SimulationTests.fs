@@ -294,5 +294,31 @@ let private regressions =
               (Arb.fromGen (Gen.oneof [ Arb.toGen mixedScenario; Arb.toGen latencyScenario ]))
               (fun scenario -> checkBudgetCutsServeLatency scenario (Simulator.run scenario)) ]
 
+let private loneQueue =
+    testList
+        "a lone queue"
+        [ testCase "a queue alone with nothing pending is never preempted: one run for the whole second"
+          <| fun () ->
+              let alone =
+                  { Shares = 100
+                    Latency = LatencyClass.NotImportant
+                    TaskMinNs = 10L * Micro
+                    TaskMaxNs = 50L * Micro
+                    FirstWorkNs = 0L
+                    Work = Work.Hog }
+
+              let scenario =
+                  { Queues = [| alone |]
+                    PreemptIntervalNs = Milli
+                    SpinNs = 0L
+                    DurationNs = Second
+                    Seed = 7UL }
+
+              let trace = Simulator.run scenario
+              checkBookkeeping trace
+              Expect.equal trace.Runs.Length 1 "no preemption timer, so no preemption"
+              Expect.equal trace.Runs[0].PreemptAtNs Time.Never "no timer armed"
+              Expect.isGreaterThanOrEqual trace.EndNs Second "it ran to the end" ]
+
 let tests =
-    testList "Simulation" [ fairness; comeAndGo; latency; regressions ]
+    testList "Simulation" [ fairness; comeAndGo; latency; loneQueue; regressions ]

@@ -18,7 +18,9 @@ type WakeSource =
     /// runs short at the next timer.
     | Timer
     /// A task of another queue, a completion or another thread hands it work at any moment. The shell notices at
-    /// the next task boundary (NeedPreempt) or, when parked, at once; it then re-evaluates its preemption timer.
+    /// the next task boundary (NeedPreempt) or, when parked, at once (Loop.wake says whether the running queue's
+    /// preemption timer must be checked again). Until then the loop counts the pending message as I/O in flight,
+    /// whose completion could wake a queue: it keeps the preemption timer needed.
     | Message
 
 /// The work a queue has.
@@ -274,6 +276,10 @@ let run (scenario: Scenario) : Trace =
             let stillRunnable = tasksLeft[i] > 0
             let preemptAt = loop.PreemptTimerNs
             loop <- Loop.endRun (Span states) now (int64 tasks) stillRunnable loop
+            let runnable = states |> Array.sumBy (fun q -> if q.Runnable then 1 else 0)
+
+            if loop.RunnableCount <> runnable then
+                failwith $"at {now}: Loop.RunnableCount is {loop.RunnableCount}, but {runnable} queues are runnable"
 
             if stillRunnable then
                 runnableSince[i] <- now
