@@ -259,11 +259,11 @@ internal sealed class IoUringBackend : IShardBackend
     // ---- preemption timer ----
 
     /// <summary>A syscall only when the timer changes: the core decided Arm or Move.</summary>
-    public void SetPreemptTimer(PreemptTimerDecision decision)
+    public bool SetPreemptTimer(PreemptTimerDecision decision)
     {
-        if (decision.IsKeep) return;
+        if (decision.IsKeep) return true;
         ref var sqe = ref Latency.TryGetInternalSqe(out bool ok);
-        if (!ok) return; // the kernel would not take the latency ring's SQEs: its CQEs already raise NeedPreempt
+        if (!ok) return false;
         long after = decision.afterNs;
         var ts = KernelTimespec.FromNanoseconds(after);
         System.Runtime.InteropServices.MemoryMarshal.Write(Pinning.Span(_timespec, 16), in ts);
@@ -271,6 +271,7 @@ internal sealed class IoUringBackend : IShardBackend
         else SqeWriter.TimeoutRemove(ref sqe, UserData.Of(InternalEvent.Preempt), (ulong)_timespec, IoUringConst.TimeoutUpdate);
         sqe.UserData = UserData.Of(decision.IsArm ? InternalEvent.Preempt : InternalEvent.PreemptUpdate);
         Latency.Flush(); // now: the timespec is reused, and the timer must start counting
+        return true;
     }
 
     // ---- park and wake ----

@@ -40,8 +40,9 @@ internal interface IShardBackend : IDisposable
     /// <summary>Reaps completions and hands each to its operation. Returns true when the preemption timer fired.</summary>
     bool Reap();
 
-    /// <summary>Arms or moves the preemption timer as the core decided.</summary>
-    void SetPreemptTimer(PreemptTimerDecision decision);
+    /// <summary>Arms or moves the preemption timer as the core decided; false when it could not (the timer's ring
+    /// would take no submission — its completions are then raising NeedPreempt already).</summary>
+    bool SetPreemptTimer(PreemptTimerDecision decision);
 
     /// <summary>Blocks until a completion, a wake or <paramref name="timeoutNs"/> (Time.Never: none).
     /// <paramref name="hasWork"/> is checked after the park is announced, so a racing wake is never lost.</summary>

@@ -150,8 +150,7 @@ internal sealed class ShardExecutor : IDisposable
     private void CheckPreemption(long nowNs)
     {
         var (loop, decision) = Loop.checkPreemption(States, nowNs, _timers.NextDeadline, Backend.IoInFlight, _preemptIntervalNs, _loop);
-        _loop = loop;
-        Backend.SetPreemptTimer(decision);
+        if (Backend.SetPreemptTimer(decision)) _loop = loop; // else the books keep the timer as it really is
     }
 
     /// <summary>Submits an operation to the backend; a run that starts I/O may now need the preemption timer.</summary>
