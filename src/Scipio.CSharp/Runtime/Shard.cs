@@ -16,7 +16,8 @@ public static class Shard
     /// <summary>Starts a shard on a new thread, runs <paramref name="main"/> on it and blocks until it completes;
     /// returns its result or rethrows its exception (with its own type).</summary>
     /// <remarks>The shard stops when <paramref name="main"/> completes: work it spawned and did not await is
-    /// abandoned (its I/O is canceled and reaped, its Tasks never complete), as in Glommio and Seastar — await what
+    /// abandoned, as in Glommio and Seastar: its I/O is canceled and reaped, and its Tasks end canceled (awaiting
+    /// one throws <see cref="TaskCanceledException"/>), so nobody waits on them forever — await what
     /// must finish. An exception thrown out of a callback posted to a task queue (not out of an async method, whose
     /// exceptions go to its Task) stops the shard, and Run rethrows it.</remarks>
     /// <exception cref="IoUringUnavailableException">io_uring cannot be used by this process.</exception>
