@@ -18,6 +18,7 @@ let tests =
         StatsTests.tests
         ThreeRingTests.tests
         ReadmeTests.tests
+        DefectTests.tests
     ]
 
 [<EntryPoint>]
