@@ -12,12 +12,18 @@ if ! dotnet build Scipio.sln -c Release -nologo -v quiet -clp:ErrorsOnly; then
 fi
 
 passed=0; failed=0; status=0
+# Removes ANSI escape sequences and drops lines that held nothing else; every line it prints ends in a newline.
+strip_escapes() {
+  awk '{ had = ($0 ~ /\033/); gsub(/\033\[[0-9;?]*[A-Za-z]/, ""); if ($0 != "" || !had) print; fflush() }'
+}
 run_suite() {
   local name=$1 dll=$2; shift 2
   local log; log=$(mktemp)
   echo "== $name"
   # Expecto's exit code is non-zero on any failure; its last line counts passed, ignored, failed, errored.
-  dotnet "$dll" --colours 0 --no-spinner "$@" 2>&1 | tee "$log"
+  # Even with --colours 0 its logger writes ANSI resets (ESC[0m), the last one after its final newline: strip
+  # escape sequences and end every line, so the summary below starts a clean line of its own.
+  dotnet "$dll" --colours 0 --no-spinner "$@" 2>&1 | strip_escapes | tee "$log"
   local rc=${PIPESTATUS[0]}
   local line; line=$(grep -E '[0-9]+ tests run in' "$log" | tail -n 1)
   local p f e

@@ -144,6 +144,29 @@ module Libc =
         if mkfifo (path, 0o600u) <> 0 then
             failtestf "mkfifo %s failed: errno %d" path (Marshal.GetLastPInvokeError())
 
+    [<DllImport("libc", SetLastError = true)>]
+    extern int gettid()
+
+    /// Whether thread `tid` of this process is blocked in io_uring_enter (syscall 426 on x86-64 and arm64), read
+    /// from /proc: a parked shard, seen from outside without waking it.
+    let isInIoUringEnter (tid: int) =
+        try
+            let text = File.ReadAllText $"/proc/self/task/%d{tid}/syscall"
+            text.StartsWith "426 "
+        with :? IOException ->
+            false
+
+    /// Waits (spinning with Thread.Yield, bounded by `shardTimeout`) until thread `tid` is blocked in
+    /// io_uring_enter: the shard has parked. Fails the test if it never does.
+    let waitUntilParked (what: string) (tid: int) =
+        let until = Diagnostics.Stopwatch.GetTimestamp() + int64 shardTimeout.TotalSeconds * Diagnostics.Stopwatch.Frequency
+
+        while not (isInIoUringEnter tid) do
+            if Diagnostics.Stopwatch.GetTimestamp() > until then
+                failtestf "%s: the shard thread %d never parked in io_uring_enter within %O" what tid shardTimeout
+
+            Thread.Yield() |> ignore
+
     /// The CPUs thread (or process) `tid` may run on; 0 is the calling thread.
     let affinityOf (tid: int) : int array =
         let mask = Array.zeroCreate<uint64> 16

@@ -172,7 +172,7 @@ let private wakeWithFullRing =
 
             let resumedOnShard =
                 runBounded
-                    "the shard awaiting Task.Delay beside 8 pending reads on a 2-entry ring"
+                    "the shard awaiting a foreign Task beside 8 pending reads on a 2-entry ring"
                     (TimeSpan.FromSeconds 10.0)
                     (ShardOptions(RingEntries = 2))
                     (fun () ->
@@ -181,8 +181,14 @@ let private wakeWithFullRing =
                             use cts = new CancellationTokenSource()
                             let readers = pendingReads file 8 cts.Token
                             do! Shard.Yield()
-                            // The shard parks now; only the timer thread's post can wake it.
-                            do! Task.Delay 5
+                            // A foreign Task, completed from another thread once the shard has parked (its thread
+                            // blocked in io_uring_enter): only that thread's post can wake it.
+                            let tid = Libc.gettid ()
+
+                            let foreign =
+                                Task.Run(fun () -> Libc.waitUntilParked "the shard with a full ring" tid)
+
+                            do! foreign
                             let resumed = Shard.IsOnShard
                             cts.Cancel()
 

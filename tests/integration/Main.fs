@@ -19,6 +19,7 @@ let tests =
         ThreeRingTests.tests
         OperationKindTests.tests
         ReadmeTests.tests
+        DefectTests.tests
     ]
 
 [<EntryPoint>]

@@ -128,7 +128,8 @@ let private cancellation =
                 let _canceler =
                     spawn (fun () ->
                         task {
-                            do! Shard.Sleep(TimeSpan.FromMilliseconds 5.0)
+                            // After a turn of the loop: main has armed its sleep by then.
+                            do! Shard.Yield()
                             cts.Cancel()
                         })
 
