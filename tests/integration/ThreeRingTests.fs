@@ -348,11 +348,11 @@ let tests =
 
               let b =
                   Shard.Start(
-                      Func<Task<int64>>(fun () ->
+                      Func<Task<int64 * int64>>(fun () ->
                           task {
                               queueOfB.SetResult Shard.CurrentTaskQueue
                               do! stopB.Task
-                              return Shard.Stats.Wakeups
+                              return Shard.Stats.Wakeups, Shard.Stats.MsgRingWakeups
                           }),
                       ShardOptions(Placement = Placement.Fixed 1)
                   )
@@ -370,14 +370,20 @@ let tests =
                               onB.Post((fun _ -> onA.Post((fun _ -> back.SetResult()), null)), null)
                               do! back.Task
 
-                          return Shard.Stats.Wakeups
+                          return Shard.Stats.Wakeups, Shard.Stats.MsgRingWakeups
                       })
 
               stopB.SetResult()
               let wakeupsOfB = awaitBounded "shard B" shardTimeout b.Completion
-              // Both sides park between messages most of the time; each of those parks ends in a counted wake-up.
+              let wakeupsOfA, msgRingWakeupsOfA = wakeupsOfA
+              let wakeupsOfB, msgRingWakeupsOfB = wakeupsOfB
+              // Both sides park between messages most of the time; each of those parks ends in a counted wake-up,
+              // and a wake from another shard goes by IORING_OP_MSG_RING (a CQE on the parked shard's ring), not by
+              // its eventfd.
               Expect.isGreaterThan wakeupsOfA 0L "shard A was woken by shard B"
               Expect.isGreaterThan wakeupsOfB 0L "shard B was woken by shard A"
+              Expect.isGreaterThan msgRingWakeupsOfA 0L $"shard B's wakes of shard A went by MSG_RING ({msgRingWakeupsOfA} of {wakeupsOfA})"
+              Expect.isGreaterThan msgRingWakeupsOfB 0L $"shard A's wakes of shard B went by MSG_RING ({msgRingWakeupsOfB} of {wakeupsOfB})"
           }
 
           test "SpawnBlocking runs off the shard, unpinned, and resumes in the calling queue" {
