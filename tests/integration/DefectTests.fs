@@ -621,6 +621,62 @@ let private wakeAfterClose =
                 for f in files do
                     f.Dispose())
 
+// ---- 13 ---------------------------------------------------------------------------------------------------------
+
+/// Defect (found writing test 12): work posted from another thread raised NeedPreempt and ended the running
+/// queue's run at once, so threads posting steadily cut every run short — one item per loop turn, a queue's slice
+/// worth nothing. Posted work now joins its queue like a completion and gets the CPU when the scheduler says (here
+/// at the hog's slice end: the preemption timer is armed as soon as the post makes another queue runnable). 100k
+/// posts to a second queue while a hog runs in the first: all are run, and the hog is preempted about once per
+/// slice (1 ms), not once per post.
+let private postsDoNotCutRuns =
+    testCase "posts from other threads join their queue without cutting the running queue's run each time" <| fun () ->
+        let posts = 100_000L
+        let ready = TaskCompletionSource<TaskQueue>()
+        let received = ref 0L
+        let posted = ref 0L
+
+        let shard =
+            Shard.Start(
+                Func<Task<int64 * int64>>(fun () ->
+                    task {
+                        let inbox = Shard.CreateTaskQueue("inbox", Shares.Static 100, Latency.NotImportant)
+                        let before = Shard.Stats.Preemptions
+                        let started = Diagnostics.Stopwatch.StartNew()
+                        ready.SetResult inbox
+
+                        // The hog: runs until every post has run, yielding only when the shard says so.
+                        while Interlocked.Read &received.contents < posts do
+                            do! Shard.YieldIfNeeded()
+
+                        return Shard.Stats.Preemptions - before, started.ElapsedMilliseconds
+                    })
+            )
+
+        let inbox = awaitBounded "the shard's start" shardTimeout ready.Task
+        let callback = SendOrPostCallback(fun _ -> Interlocked.Increment &received.contents |> ignore)
+
+        let poster =
+            Thread(
+                (fun () ->
+                    while Interlocked.Read &posted.contents < posts do
+                        // At most 1024 outstanding: the test is about scheduling, not an unbounded inbox.
+                        if Interlocked.Read &posted.contents - Interlocked.Read &received.contents < 1024L then
+                            Interlocked.Increment &posted.contents |> ignore
+                            inbox.Post(callback, null)
+                        else
+                            Thread.Yield() |> ignore),
+                IsBackground = true,
+                Name = "poster"
+            )
+
+        poster.Start()
+        let preemptions, elapsedMs = awaitBounded "the shard" shardTimeout shard.Completion
+        poster.Join shardTimeout |> ignore
+        // About one preemption per 1 ms slice; a bound ten times that plus slack leaves room for a noisy machine
+        // and is still far below one per post.
+        Expect.isLessThan preemptions (10L * elapsedMs + 1000L) $"preemptions of the hog over {elapsedMs} ms and {posts} posts"
+
 let tests =
     testSequenced
     <| testList
@@ -636,4 +692,5 @@ let tests =
           throwingController
           sendAcrossShards
           poolsShrink
-          wakeAfterClose ]
+          wakeAfterClose
+          postsDoNotCutRuns ]

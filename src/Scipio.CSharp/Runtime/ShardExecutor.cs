@@ -25,6 +25,7 @@ internal sealed class ShardExecutor : IDisposable
     private readonly SlotTable<TimerOperation> _timerOps = new();
     private readonly Stack<TimerOperation> _freeTimers = new();
 
+    private const int InboxBatch = 1024;
     private readonly ConcurrentQueue<(TaskQueue? Queue, WorkItem Item)> _inbox = new();
     private int _inboxSignal; // set by other threads when they post; makes NeedPreempt true
     private volatile bool _stopRequested;
@@ -253,16 +254,19 @@ internal sealed class ShardExecutor : IDisposable
         Backend.Wake();
     }
 
+    /// <summary>Takes at most one batch of posted work per loop turn: threads posting flat out must not keep the
+    /// loop from everything else (they would, were it to drain until the inbox is empty).</summary>
     private void DrainInbox()
     {
         if (Volatile.Read(ref _inboxSignal) == 0) return;
         // Cleared with a full fence before draining: a post that lands after the drain has set it again.
         Interlocked.Exchange(ref _inboxSignal, 0);
-        while (_inbox.TryDequeue(out var posted))
+        for (int i = 0; i < InboxBatch && _inbox.TryDequeue(out var posted); i++)
         {
             if (posted.Queue is null) posted.Item.Run();
             else posted.Queue.EnqueueLocal(posted.Item);
         }
+        if (!_inbox.IsEmpty) Interlocked.Exchange(ref _inboxSignal, 1); // the rest next turn
     }
 
     private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || _loop.RunnableCount > 0;
@@ -331,7 +335,11 @@ internal sealed class ShardExecutor : IDisposable
             item.Run();
             // Nothing to decide unless the slice is over or the work asked for a yield or a loop turn.
             if (!NeedPreempt && !_loop.YieldRequested && !_loop.LoopTurnRequested) continue;
-            var (loop, verdict) = Loop.afterTask(NeedPreempt, _loop.YieldRequested && Backend.CompletionsWaiting, _loop);
+            // Work posted from other threads joins its queues now, like a completion; it does not end the run by
+            // itself (threads posting flat out would otherwise cut every run to one item): a queue it wakes gets
+            // the CPU when the core says so — at the slice's end, or sooner for a latency-sensitive one.
+            DrainInbox();
+            var (loop, verdict) = Loop.afterTask(_preempt.Raised, _loop.YieldRequested && Backend.CompletionsWaiting, _loop);
             _loop = loop;
             if (verdict.IsContinue) continue;
             preempted = verdict.IsPreempted;
