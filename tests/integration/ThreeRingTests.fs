@@ -25,8 +25,9 @@ extern int close(int fd)
 let private ODirect = 0x4000
 
 /// Iterations of a hog's slice: it yields by itself (Shard.Yield) after this many, whatever the clock says, so its
-/// slices are counted in its own work rather than in time (~10–50 ms here).
-let private sliceIterations = 20_000_000L
+/// slices are counted in its own work rather than in time (a few ms here: the 20 rounds take well under the 1 s
+/// preempt interval, which therefore never ends a slice).
+let private sliceIterations = 1L <<< 22
 
 /// Two hog queues run on CPU 0 while a third queue, of `latency`, reads `rounds` single bytes from a FIFO that a
 /// helper thread writes to, one at a time, while the hogs run. The hogs end their slices only by themselves (every
@@ -99,10 +100,10 @@ let private slicesUnderHogs (dir: string) (latency: Latency) (rounds: int) =
                             while not stop.IsSet do
                                 n <- n + 1L
 
-                                if n % sliceIterations = 0L then
+                                if n &&& (sliceIterations - 1L) = 0L then
                                     Interlocked.Increment &slicesEnded.contents |> ignore
                                     do! Shard.Yield()
-                                elif n % 1024L = 0L then
+                                elif n &&& 1023L = 0L then
                                     Volatile.Write(&hogProgress.contents, hogProgress.Value + 1L)
                                     do! Shard.YieldIfNeeded()
 
@@ -213,13 +214,11 @@ let tests =
               Expect.isGreaterThanOrEqual cutShort (rounds - slack) $"the latency queue's reader ran within the hog slice its data arrived in (slices ended at write -> at read: {show matters})"
               Expect.isGreaterThanOrEqual mattersPreemptions (int64 (rounds - slack)) "each byte cut a hog's slice short (a preemption each)"
               // The throughput queue's reads complete on the main ring, reaped when the loop turns: when the hog's
-              // run ends. Nothing cuts it for the reader, so it ends by itself (a slice ended) — mostly: here 0–3 of 20
-              // runs per test were cut without a slice end, by preemptions (~5 per 20 rounds) whose cause is not
-              // the reader, with a 1 s preempt interval and no timer pending. Hence only "most of them", which a
-              // latency-class reader (0 of 20) never comes near.
+              // run ends. Nothing cuts it for the reader, so it ends by itself (a slice ended). (With slices of
+              // ~200 ms, the rounds once took ~6 s, and the 1 s preempt interval cut a run every few rounds.)
               Expect.isGreaterThanOrEqual throughputStats.Main.Completed (int64 rounds) "the throughput queue's reads went to the main ring"
               let waited = throughput |> Array.filter (fun (w, r) -> r > w) |> Array.length
-              Expect.isGreaterThanOrEqual waited (rounds / 2) $"the throughput queue's reader mostly waited for the hog's slice to end (slices ended at write -> at read: {show throughput})"
+              Expect.isGreaterThanOrEqual waited (rounds - slack) $"the throughput queue's reader mostly waited for the hog's slice to end (slices ended at write -> at read: {show throughput})"
           }
 
           test "a parked shard wakes for a latency-ring completion" {
