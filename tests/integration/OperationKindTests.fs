@@ -87,6 +87,25 @@ let tests =
             Expect.isTrue recycled "the disposed operation went back to its pool once the kernel let go of it"
         }
 
+        test "moving the preemption timer earlier does not raise NeedPreempt by itself (the move's own CQE is taken)" {
+            let afterArm, afterMove, fired =
+                runShard (fun () ->
+                    task {
+                        let backend = executor().Backend
+                        // Far-off deadlines: neither fires during the test.
+                        backend.SetPreemptTimer(Scipio.Core.PreemptTimerDecision.Arm 20_000_000_000L) |> ignore
+                        let afterArm = Shard.NeedPreempt
+                        backend.SetPreemptTimer(Scipio.Core.PreemptTimerDecision.Move 10_000_000_000L) |> ignore
+                        let afterMove = Shard.NeedPreempt
+                        let fired = backend.Reap()
+                        return afterArm, afterMove, fired
+                    })
+
+            Expect.isFalse afterArm "arming the timer raises nothing"
+            Expect.isFalse afterMove "moving it raises nothing either: only its firing, or a latency completion, may"
+            Expect.isFalse fired "and nothing on the latency ring reads as the timer having fired"
+        }
+
         test "canceling an operation after its final CQE, before its awaiter ran, sends no stray cancel" {
             let delta =
                 runShard (fun () ->

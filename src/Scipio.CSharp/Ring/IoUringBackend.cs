@@ -271,7 +271,21 @@ internal sealed class IoUringBackend : IShardBackend
         else SqeWriter.TimeoutRemove(ref sqe, UserData.Of(InternalEvent.Preempt), (ulong)_timespec, IoUringConst.TimeoutUpdate);
         sqe.UserData = UserData.Of(decision.IsArm ? InternalEvent.Preempt : InternalEvent.PreemptUpdate);
         Latency.Flush(); // now: the timespec is reused, and the timer must start counting
+        if (decision.IsMove) ConsumeMoveCompletions();
         return true;
+    }
+
+    /// <summary>A move (TIMEOUT_REMOVE with UPDATE) completes inline, and its CQE on the latency ring would raise
+    /// NeedPreempt as if the timer had fired, cutting the run before the deadline the core chose: take it at once
+    /// when it heads the CQ. (Behind another CQE it changes nothing: NeedPreempt is raised already.)</summary>
+    private void ConsumeMoveCompletions()
+    {
+        ulong update = UserData.Of(InternalEvent.PreemptUpdate);
+        while (Latency.Ring.TryPeekCompletion(out var cqe) && cqe.UserData == update)
+        {
+            Latency.TryRead(out _);
+            Latency.RetireInternal();
+        }
     }
 
     // ---- park and wake ----

@@ -257,6 +257,19 @@ internal sealed unsafe class Ring : IDisposable
     public bool KernelHasPendingWork =>
         (Volatile.Read(ref *_sqFlags) & (IoUringConst.SqTaskRun | IoUringConst.SqCqOverflow)) != 0;
 
+    /// <summary>The next completion, left in the CQ.</summary>
+    public bool TryPeekCompletion(out IoUringCqe cqe)
+    {
+        uint head = *_cqHead;
+        if (head == Volatile.Read(ref *_cqTail))
+        {
+            cqe = default;
+            return false;
+        }
+        cqe = _cqes[head & _cqMask];
+        return true;
+    }
+
     /// <summary>Reads the next completion and releases its slot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryReadCompletion(out IoUringCqe cqe)
