@@ -1,5 +1,7 @@
 namespace Scipio.Core
 
+open System.Runtime.CompilerServices
+
 open System
 
 /// The run loop's own bookkeeping between and during runs of task queues. The shell keeps one in a mutable field and
@@ -89,11 +91,13 @@ module Loop =
     /// it yields by itself — another runnable queue, a pending timer, or I/O in flight on the main or poll ring
     /// whose completion could wake a queue. (Latency-ring completions and work posted from other threads raise
     /// NeedPreempt by themselves.)
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let preemptionNeeded (anotherRunnable: bool) (nextTimerNs: int64) (mainOrPollInFlight: bool) =
         anotherRunnable || nextTimerNs <> Time.Never || mainOrPollInFlight
 
     /// The preemption timer for a queue that must yield by `wantedNs`. `armedNs` is the deadline of the armed timer,
     /// Time.Never when none is armed. A wanted deadline of Time.Never needs no timer: Keep.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let preemptTimer (armedNs: int64) (wantedNs: int64) (nowNs: int64) =
         let after = max 0L (wantedNs - nowNs)
 
@@ -120,6 +124,7 @@ module Loop =
         else IdleDecision.Park(nextTimerNs - nowNs)
 
     /// Whether a queue other than the running one is runnable (between runs: whether any is).
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let anotherRunnable (state: LoopState) =
         state.RunnableCount > (if state.Running >= 0 then 1 else 0)
 
@@ -129,6 +134,7 @@ module Loop =
     /// a run, and either the preemption timer does not cover the run yet (PreemptChecked = false) or the woken
     /// queue is latency-sensitive (its budget may need an earlier deadline; a throughput queue can only make the
     /// wanted deadline later).
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let wake (queues: Span<QueueState>) (index: int) (nowNs: int64) (state: LoopState) =
         let queue = queues[index]
 
@@ -150,6 +156,7 @@ module Loop =
     /// Starts running queue `index` at `nowNs`: records its shares (dynamic shares are read when the queue is picked)
     /// and the pick (TaskQueues.select); Running = index, RunStartNs = nowNs, PreemptChecked and the yield and loop
     /// turn requests cleared, and the idle spell over (IdleSinceNs = -1). Call checkPreemption next.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let beginRun (queues: Span<QueueState>) (index: int) (shares: int) (nowNs: int64) (state: LoopState) =
         queues[index] <- TaskQueues.select nowNs (TaskQueues.withShares shares queues[index])
 
@@ -168,6 +175,7 @@ module Loop =
     /// timer. Otherwise the wanted deadline is TaskQueues.preemptDeadline and the decision compares it with the armed
     /// timer (preemptTimer); the state records the timer's new deadline and PreemptChecked = true. Between runs:
     /// Keep, state unchanged.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let checkPreemption
         (queues: ReadOnlySpan<QueueState>)
         (nowNs: int64)
@@ -208,16 +216,20 @@ module Loop =
     /// Whether an event during a run requires calling checkPreemption: the run set a timer due at `timerSetNs`
     /// (Time.Never when the event is not a timer: it submitted I/O or woke another queue), and the preemption timer
     /// does not cover the run yet (PreemptChecked = false) or fires later than the new timer. False between runs.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let needsCheck (timerSetNs: int64) (state: LoopState) =
         state.Running >= 0 && (not state.PreemptChecked || timerSetNs < state.PreemptTimerNs)
 
     /// The preemption timer's completion arrived: no timer is armed any more.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let preemptFired (state: LoopState) = { state with PreemptTimerNs = Time.Never }
 
     /// The running code asked to yield (Yield, a yielded continuation): see afterTask.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let requestYield (state: LoopState) = { state with YieldRequested = true }
 
     /// The running code asked for a turn of the run loop (Sleep(0)): the run ends after the work item.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let requestLoopTurn (state: LoopState) = { state with LoopTurnRequested = true }
 
     /// After each work item of a run. `needPreempt` is the shell's NeedPreempt (the preemption timer fired, or another
@@ -226,6 +238,7 @@ module Loop =
     /// another queue is runnable or completions wait — otherwise the scheduler would pick this queue again, so the
     /// run goes on (Continue) with the yielded continuation at the back of its queue; else Continue. The shell ends
     /// the run when the queue is empty, whatever the verdict.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let afterTask (needPreempt: bool) (completionsWaiting: bool) (state: LoopState) =
         if needPreempt then
             struct (state, RunVerdict.Preempted)
@@ -245,6 +258,7 @@ module Loop =
     /// (TaskQueues.account; `stillRunnable` says whether work is left), RunnableCount drops by one if it went idle,
     /// the watermark follows (TaskQueues.watermark, never backwards), Running = -1 and the run's flags are cleared.
     /// The preemption timer stays armed. Between runs: state unchanged.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let endRun (queues: Span<QueueState>) (nowNs: int64) (tasksRun: int64) (stillRunnable: bool) (state: LoopState) =
         let running = state.Running
 
@@ -282,6 +296,7 @@ module Loop =
         struct ({ state with IdleSinceNs = since }, decision)
 
     /// The shard woke from a park: the idle spell is over (IdleSinceNs = -1). beginRun does the same.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let woke (state: LoopState) = { state with IdleSinceNs = -1L }
 
     /// New shares for queue `index` (TaskQueues.withShares); its virtual runtime so far stands.

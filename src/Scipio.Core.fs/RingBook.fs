@@ -1,5 +1,7 @@
 namespace Scipio.Core
 
+open System.Runtime.CompilerServices
+
 /// What the shell may do with an operation it wants to put on a ring.
 [<Struct; RequireQualifiedAccess>]
 type Admission =
@@ -71,10 +73,12 @@ module RingBook =
 
     /// How many user prompt operations may be prepared or in flight: CQ − SQ (the SQ's worth is room kept for the
     /// shard's own operations and lingering completions), at least 1.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let promptCapacity (book: RingBook) = max 1 (book.CqEntries - book.SqEntries)
 
     /// How many user lingering operations may be prepared or in flight: 64 × CQ, a bound on memory (pinned buffers,
     /// pooled operations) rather than on the ring: NODROP keeps an overflowing CQE in the kernel, never loses it.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let lingeringCapacity (book: RingBook) =
         if book.CqEntries > System.Int32.MaxValue / 64 then
             System.Int32.MaxValue
@@ -83,6 +87,7 @@ module RingBook =
 
     /// Whether one more operation of class `op` may be prepared now: Backlog when its class is at capacity (never
     /// for Internal), else SubmitFirst when the SQ is full of prepared SQEs, else Prepare.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let admit (op: OpClass) (book: RingBook) =
         let full =
             match op with
@@ -95,6 +100,7 @@ module RingBook =
         else Admission.Prepare
 
     /// One SQE of class `op` was written. Only after admit said Prepare (or SubmitFirst, once submitted).
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let prepared (op: OpClass) (book: RingBook) =
         match op with
         | OpClass.Internal ->
@@ -114,6 +120,7 @@ module RingBook =
             }
 
     /// The kernel consumed `count` prepared SQEs (io_uring_enter's return value, clamped to 0..Prepared).
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let submitted (count: int) (book: RingBook) =
         let count = max 0 (min count book.Prepared)
 
@@ -125,6 +132,7 @@ module RingBook =
 
     /// An in-flight operation of class `op` completed for good: its final CQE. A multishot operation's CQEs flagged
     /// IORING_CQE_F_MORE are not final; the shell calls this once per operation.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let completed (op: OpClass) (book: RingBook) =
         let book =
             { book with
@@ -138,7 +146,9 @@ module RingBook =
         | OpClass.Lingering -> { book with Lingering = book.Lingering - 1 }
 
     /// True when nothing is prepared or in flight.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let isIdle (book: RingBook) = book.Prepared = 0 && book.InFlight = 0
 
     /// User operations (prompt and lingering) prepared or in flight.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let userOps (book: RingBook) = book.Prompt + book.Lingering

@@ -1,5 +1,7 @@
 namespace Scipio.Core
 
+open System.Runtime.CompilerServices
+
 open System
 
 /// One task queue as the scheduler sees it. The shell keeps these in an array indexed by queue id and writes back
@@ -58,6 +60,7 @@ module TaskQueues =
     /// The queue gets work while idle. Its virtual runtime is raised to the shard's watermark: time spent idle is
     /// not banked, so a queue that slept does not burst past the queues that kept running. (It still goes before
     /// a queue at the watermark that has just run: ties go round robin.)
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let wake (watermark: int64) (nowNs: int64) (queue: QueueState) =
         if queue.Runnable then
             queue
@@ -69,6 +72,7 @@ module TaskQueues =
             }
 
     /// The scheduler picked the queue at `nowNs`: count it and record how long it waited.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let select (nowNs: int64) (queue: QueueState) =
         { queue with
             TimesSelected = queue.TimesSelected + 1L
@@ -77,6 +81,7 @@ module TaskQueues =
 
     /// The queue ran `elapsedNs` of CPU and `tasksRun` work items, ending at `nowNs`; `stillRunnable` says whether
     /// work is left. Charges the virtual runtime in inverse proportion to the shares.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let account (nowNs: int64) (elapsedNs: int64) (tasksRun: int64) (stillRunnable: bool) (queue: QueueState) =
         let elapsed = max 0L elapsedNs
 
@@ -90,6 +95,7 @@ module TaskQueues =
         }
 
     /// New shares for a queue; its virtual runtime so far stands.
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let withShares (shares: int) (queue: QueueState) = { queue with Shares = shares }
 
     /// The shard's watermark after queue `ran` was accounted: the least virtual runtime among runnable queues,

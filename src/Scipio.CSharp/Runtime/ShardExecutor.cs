@@ -33,7 +33,6 @@ internal sealed class ShardExecutor : IDisposable
     private readonly PreemptSignal _preempt; // read on every NeedPreempt
     private readonly long _preemptIntervalNs, _spinNs;
     private readonly Func<bool> _hasWork;
-    private readonly SpawnedWorkList _spawned = new();
     private long _tasksRun, _loopTurns, _parks, _preemptions, _runtimeNs;
 
     public ShardExecutor(int id, ShardOptions options, int pinnedCpu)
@@ -78,6 +77,7 @@ internal sealed class ShardExecutor : IDisposable
     public int PinnedCpu { get; }
     public IShardBackend Backend { get; }
     public OperationTable Operations { get; }
+    public SpawnedWorkList Spawned { get; } = new();
     public TaskQueue DefaultQueue { get; }
     public TaskQueue CurrentQueue { get; private set; }
     public IValueTaskSource YieldSource { get; }
@@ -139,7 +139,7 @@ internal sealed class ShardExecutor : IDisposable
     {
         if (queue.Executor != this)
             throw new ArgumentException($"Task queue '{queue.Name}' belongs to another shard; spawn into a queue of this shard.", nameof(queue));
-        var spawned = new SpawnedWork<T>(work, _spawned);
+        var spawned = new SpawnedWork<T>(work, Spawned);
         queue.EnqueueLocal(new WorkItem(spawned, null));
         return spawned.Task;
     }
@@ -151,7 +151,7 @@ internal sealed class ShardExecutor : IDisposable
     private void CheckPreemption(long nowNs)
     {
         var (loop, decision) = Loop.checkPreemption(States, nowNs, _timers.NextDeadline, Backend.IoInFlight, _preemptIntervalNs, _loop);
-        if (Backend.SetPreemptTimer(decision)) _loop = loop; // else the books keep the timer as it really is
+        if (decision.IsKeep || Backend.SetPreemptTimer(decision)) _loop = loop; // else the books keep the timer as it is
     }
 
     /// <summary>Submits an operation to the backend; a run that starts I/O may now need the preemption timer.</summary>
@@ -375,7 +375,7 @@ internal sealed class ShardExecutor : IDisposable
             Backend.Dispose();
             t_current = null;
             SynchronizationContext.SetSynchronizationContext(null);
-            _spawned.CancelAll();
+            Spawned.CancelAll();
         }
     }
 }

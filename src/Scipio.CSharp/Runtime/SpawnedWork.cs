@@ -2,12 +2,13 @@ namespace Scipio.Runtime;
 
 /// <summary>Work spawned on a task queue: the queue item that starts the user's function and the source of the
 /// Task the spawner gets back (one object for both). The function runs when the queue gets to it, not inline.
-/// Until it finishes it is on its shard's <see cref="SpawnedWorkList"/>, so that a shard that stops can end it.</summary>
+/// Until it finishes it holds a slot in its shard's <see cref="SpawnedWorkList"/>, so that a shard that stops can
+/// end it.</summary>
 internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, ISpawned
 {
     private Func<Task>? _work;
     private Task? _inner;
-    private readonly SpawnedWorkList _list;
+    private readonly int _slot;
 
     /// <param name="work">The user's function; a <c>Func&lt;Task&lt;T&gt;&gt;</c> or, for T = bool standing in
     /// for no result, a <c>Func&lt;Task&gt;</c>.</param>
@@ -15,12 +16,8 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
     public SpawnedWork(Func<Task> work, SpawnedWorkList list)
     {
         _work = work;
-        _list = list;
-        list.Add(this);
+        _slot = list.Add(this);
     }
-
-    public ISpawned? Previous { get; set; }
-    public ISpawned? Next { get; set; }
 
     public void Execute()
     {
@@ -33,7 +30,7 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
         }
         catch (Exception e)
         {
-            _list.Remove(this);
+            Unlist();
             TrySetException(e);
             return;
         }
@@ -57,10 +54,13 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
 
     private void OnInnerCompleted() => Finish(_inner!);
 
+    /// <summary>Leaves the shard's list (on the shard: the work finishes there).</summary>
+    private void Unlist() => ShardExecutor.Current?.Spawned.Remove(_slot, this);
+
     private void Finish(Task inner)
     {
         _inner = null;
-        _list.Remove(this);
+        Unlist();
         if (inner is Task<T> typed) TrySetFromTask(typed); // its result, exceptions, or cancellation with its own exception
         else if (inner.IsCompletedSuccessfully) TrySetResult(default!);
         else if (inner.IsFaulted) TrySetException(inner.Exception!.InnerExceptions);
@@ -79,45 +79,31 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
 /// <summary>Spawned work as its shard's list sees it.</summary>
 internal interface ISpawned
 {
-    ISpawned? Previous { get; set; }
-    ISpawned? Next { get; set; }
-
     /// <summary>Ends the work's Task as canceled.</summary>
     void Abandon();
 }
 
-/// <summary>The shard's unfinished spawned work, an intrusive list (O(1) in and out, nothing allocated). When the
-/// shard stops, what is left on it will never run again: <see cref="CancelAll"/> ends those Tasks, so that nobody
-/// awaiting them — off the shard, or on another shard — waits forever.</summary>
+/// <summary>The shard's unfinished spawned work: a slot each (O(1) in and out, nothing allocated in steady state).
+/// When the shard stops, what is left will never run again: <see cref="CancelAll"/> ends those Tasks, so that
+/// nobody awaiting them — off the shard, or on another shard — waits forever.</summary>
 internal sealed class SpawnedWorkList
 {
-    private ISpawned? _head;
+    private readonly SlotTable<ISpawned> _slots = new();
 
-    public void Add(ISpawned work)
-    {
-        work.Next = _head;
-        if (_head is not null) _head.Previous = work;
-        _head = work;
-    }
+    public int Add(ISpawned work) => _slots.Add(work);
 
-    public void Remove(ISpawned work)
+    public void Remove(int slot, ISpawned work)
     {
-        if (work.Previous is null)
-        {
-            if (_head != work) return; // not on the list (already removed)
-            _head = work.Next;
-        }
-        else work.Previous.Next = work.Next;
-        if (work.Next is not null) work.Next.Previous = work.Previous;
-        work.Previous = work.Next = null;
+        if (ReferenceEquals(_slots[slot], work)) _slots.Remove(slot);
     }
 
     /// <summary>Cancels every unfinished spawned work's Task (off the shard: continuations may run inline).</summary>
     public void CancelAll()
     {
-        while (_head is { } work)
+        for (int slot = 0; slot < _slots.Capacity; slot++)
         {
-            Remove(work);
+            if (_slots[slot] is not { } work) continue;
+            _slots.Remove(slot);
             work.Abandon();
         }
     }
