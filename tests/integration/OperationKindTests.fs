@@ -106,6 +106,46 @@ let tests =
             Expect.isFalse fired "and nothing on the latency ring reads as the timer having fired"
         }
 
+        test "the two-path operations rename and link through the ring, their paths in the operation's own scratch" {
+            withTempDir (fun dir ->
+                let a = IO.Path.Combine(dir, "a.txt")
+                let b = IO.Path.Combine(dir, "b-with-a-longer-name-than-a.txt")
+                let c = IO.Path.Combine(dir, "c.txt")
+                IO.File.WriteAllText(a, "hello")
+
+                let renamed, linked, missing =
+                    runShard (fun () ->
+                        task {
+                            let e = executor ()
+
+                            let run (prepare: Scipio.Ring.PathOperation -> unit) =
+                                let op = e.Operations.RentPath().Start("rename or link", a, null, CancellationToken.None)
+                                prepare op
+                                e.Submit op
+                                ValueTask<int>(op :> Sources.IValueTaskSource<int>, op.Version).AsTask()
+
+                            let! renamed = run (fun op -> op.PrepareRename(a, b, 0u))
+                            let! linked = run (fun op -> op.PrepareLink(b, c, 0))
+
+                            let! missing =
+                                task {
+                                    try
+                                        let! _ = run (fun op -> op.PrepareRename(a, c, 0u))
+                                        return None
+                                    with e ->
+                                        return Some e
+                                }
+
+                            return renamed, linked, missing
+                        })
+
+                Expect.equal (renamed, linked) (0, 0) "both succeed"
+                Expect.isFalse (IO.File.Exists a) "the old name is gone"
+                Expect.equal (IO.File.ReadAllText b) "hello" "the file is under its new name"
+                Expect.equal (IO.File.ReadAllText c) "hello" "and under the hard link"
+                Expect.isTrue (match missing with Some(:? IO.FileNotFoundException) -> true | _ -> false) $"renaming a missing file fails with ENOENT (FileNotFoundException naming it), got {missing}")
+        }
+
         test "canceling an operation after its final CQE, before its awaiter ran, sends no stray cancel" {
             let delta =
                 runShard (fun () ->

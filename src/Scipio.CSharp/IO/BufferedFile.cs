@@ -12,8 +12,6 @@ namespace Scipio.IO;
 /// pooled operations. Each buffer stays pinned until the kernel is done with it, also when the call is canceled.</remarks>
 public sealed class BufferedFile : IAsyncDisposable
 {
-    private const uint DefaultMode = 0x1B6; // 0666, less the umask, as File.Create does
-    private const int FileTypeMask = 0xF000, Directory = 0x4000, RegularFile = 0x8000, BlockDevice = 0x6000;
     private readonly ShardExecutor _owner;
     private readonly FileDescriptor _fd;
     private readonly bool _lingering; // a FIFO, socket or terminal: reads and writes may wait indefinitely
@@ -53,64 +51,40 @@ public sealed class BufferedFile : IAsyncDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = System.IO.Path.GetFullPath(path);
-        int flags = OpenFlags(mode, access);
+        int flags = OpenFlags.For(mode, access);
         var executor = ShardExecutor.Require("BufferedFile.OpenAsync");
         cancellationToken.ThrowIfCancellationRequested();
         var open = executor.Operations.RentPath().Start("open", full, null, cancellationToken);
-        open.PrepareOpen(full, flags, DefaultMode);
+        open.PrepareOpen(full, flags, OpenFlags.DefaultCreateMode);
         executor.Submit(open);
         int fd;
         try { fd = await new ValueTask<int>(open, open.Version); }
         catch (KernelIOException e) when (e.Errno == Errno.EISDIR) { throw IsDirectory(full, e); }
         var handle = new FileDescriptor(fd);
-        int type;
+        FileKind kind;
         try
         {
             var stat = executor.Operations.RentPath().Start("statx", full, handle, default);
-            stat.PrepareStatx(fd, Statx.MaskType, PathOperation.StatxField.Mode);
+            stat.PrepareStatx(fd, PathOperation.StatxField.Mode);
             executor.Submit(stat);
-            type = (int)await new ValueTask<long>(stat, stat.Version) & FileTypeMask;
+            kind = FileKinds.OfMode(await new ValueTask<long>(stat, stat.Version));
         }
         catch
         {
             handle.Dispose();
             throw;
         }
-        if (type == Directory)
+        if (kind == FileKind.Directory)
         {
             handle.Dispose();
             throw IsDirectory(full, null);
         }
-        return new BufferedFile(executor, handle, full, lingering: type is not (RegularFile or BlockDevice));
+        return new BufferedFile(executor, handle, full, lingering: kind == FileKind.Other);
     }
 
     private static UnauthorizedAccessException IsDirectory(string path, Exception? inner) =>
         new($"Access to the path '{path}' is denied: it is a directory. BufferedFile opens files; pass a file's path.", inner)
         { HResult = Errno.EISDIR };
-
-    internal static int OpenFlags(FileMode mode, FileAccess access)
-    {
-        int accessFlags = access switch
-        {
-            FileAccess.Read => Libc.ORdonly,
-            FileAccess.Write => Libc.OWronly,
-            FileAccess.ReadWrite => Libc.ORdwr,
-            _ => throw new ArgumentOutOfRangeException(nameof(access), access, "Unknown FileAccess."),
-        };
-        int modeFlags = mode switch
-        {
-            FileMode.CreateNew => Libc.OCreat | Libc.OExcl,
-            FileMode.Create => Libc.OCreat | Libc.OTrunc,
-            FileMode.Open => 0,
-            FileMode.OpenOrCreate => Libc.OCreat,
-            FileMode.Truncate => Libc.OTrunc,
-            FileMode.Append => throw new ArgumentException("FileMode.Append is not supported: writes name their offset. Open with OpenOrCreate and write at GetLengthAsync().", nameof(mode)),
-            _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown FileMode."),
-        };
-        if (access == FileAccess.Read && mode is FileMode.Create or FileMode.CreateNew or FileMode.Truncate)
-            throw new ArgumentException($"FileMode.{mode} changes the file, so it needs write access, not FileAccess.Read.", nameof(access));
-        return accessFlags | modeFlags | Libc.OCloexec;
-    }
 
     /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="offset"/>; returns how many
     /// were read: fewer at the end of the file, 0 at or past it.</summary>
@@ -149,7 +123,7 @@ public sealed class BufferedFile : IAsyncDisposable
     {
         var op = Begin("flush (fdatasync)", cancellationToken);
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        op.PrepareFsync(_fd.Fd, IoUringConst.FsyncDataSync);
+        op.PrepareFsync(_fd.Fd, dataOnly: true);
         _owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
@@ -161,7 +135,7 @@ public sealed class BufferedFile : IAsyncDisposable
         CheckUsable("statx");
         if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<long>(cancellationToken);
         var op = _owner.Operations.RentPath().Start("statx", Path, _fd, cancellationToken);
-        op.PrepareStatx(_fd.Fd, Statx.MaskSize, PathOperation.StatxField.Size);
+        op.PrepareStatx(_fd.Fd, PathOperation.StatxField.Size);
         _owner.Submit(op);
         return new ValueTask<long>(op, op.Version);
     }

@@ -43,8 +43,9 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
     }
 
     /// <summary>statx of an open descriptor (AT_EMPTY_PATH); the result is <paramref name="field"/>.</summary>
-    public void PrepareStatx(int fd, uint mask, StatxField field)
+    public void PrepareStatx(int fd, StatxField field)
     {
+        uint mask = field == StatxField.Size ? Statx.MaskSize : Statx.MaskType;
         byte* p = Scratch(StatxBytes + 1); // the buffer, then an empty NUL-terminated path
         new Span<byte>(p, StatxBytes + 1).Clear();
         _field = field;

@@ -39,7 +39,8 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
         SqeWriter.Write(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, (ulong)offset);
     }
 
-    public void PrepareFsync(int fd, uint flags) => SqeWriter.Fsync(ref Sqe, fd, flags);
+    /// <summary>fsync, or fdatasync when <paramref name="dataOnly"/>.</summary>
+    public void PrepareFsync(int fd, bool dataOnly) => SqeWriter.Fsync(ref Sqe, fd, dataOnly ? IoUringConst.FsyncDataSync : 0);
 
     public void PrepareClose(int fd) => SqeWriter.Close(ref Sqe, fd);
 
