@@ -55,21 +55,25 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
     /// <summary>renameat(AT_FDCWD, from, AT_FDCWD, to, flags).</summary>
     public void PrepareRename(string from, string to, uint flags)
     {
-        int a = PathBytes(from);
-        byte* p = Scratch(a + PathBytes(to));
-        WritePath(from, p);
-        WritePath(to, p + a);
-        SqeWriter.RenameAt(ref Sqe, Libc.AtFdCwd, (ulong)p, Libc.AtFdCwd, (ulong)(p + a), flags);
+        var (a, b) = WriteTwoPaths(from, to);
+        SqeWriter.RenameAt(ref Sqe, Libc.AtFdCwd, a, Libc.AtFdCwd, b, flags);
     }
 
     /// <summary>linkat(AT_FDCWD, existing, AT_FDCWD, link, flags).</summary>
     public void PrepareLink(string existing, string link, int flags)
     {
-        int a = PathBytes(existing);
-        byte* p = Scratch(a + PathBytes(link));
-        WritePath(existing, p);
-        WritePath(link, p + a);
-        SqeWriter.LinkAt(ref Sqe, Libc.AtFdCwd, (ulong)p, Libc.AtFdCwd, (ulong)(p + a), flags);
+        var (a, b) = WriteTwoPaths(existing, link);
+        SqeWriter.LinkAt(ref Sqe, Libc.AtFdCwd, a, Libc.AtFdCwd, b, flags);
+    }
+
+    /// <summary>Both paths, NUL-terminated, one after the other in the scratch; their addresses.</summary>
+    private (ulong First, ulong Second) WriteTwoPaths(string first, string second)
+    {
+        int a = PathBytes(first);
+        byte* p = Scratch(a + PathBytes(second));
+        WritePath(first, p);
+        WritePath(second, p + a);
+        return ((ulong)p, (ulong)(p + a));
     }
 
     public override CqeAction OnCqe(in IoUringCqe cqe)
