@@ -36,6 +36,8 @@ internal sealed class CancelOperation : IoOperation
 
     public override void OnRetired() => Release();
 
+    protected override void ReturnToPool() => Table.Return(this);
+
     protected override void Reset()
     {
         base.Reset();

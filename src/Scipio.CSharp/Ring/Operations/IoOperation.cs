@@ -131,6 +131,4 @@ internal abstract class IoOperation : ShardOperation
         _what = "";
         _path = null;
     }
-
-    protected override void ReturnToPool() => Table.Return(this);
 }

@@ -124,6 +124,8 @@ internal sealed unsafe class MultishotOperation : IoOperation
         return cqe;
     }
 
+    protected override void ReturnToPool() => Table.Return(this);
+
     protected override void Reset()
     {
         base.Reset();

@@ -34,17 +34,14 @@ internal sealed class OperationTable(ShardExecutor owner)
         return op;
     }
 
-    /// <summary>An operation's use is over: back to its kind's free list.</summary>
-    public void Return(IoOperation op)
-    {
-        switch (op)
-        {
-            case ReadWriteOperation rw: _readWrite.Push(rw); break;
-            case PathOperation path: _path.Push(path); break;
-            case CancelOperation cancel: _cancel.Push(cancel); break;
-            case MultishotOperation multishot: _multishot.Push(multishot); break;
-        }
-    }
+    /// <summary>An operation's use is over: back to its kind's free list (each kind calls its own).</summary>
+    public void Return(ReadWriteOperation op) => _readWrite.Push(op);
+
+    public void Return(PathOperation op) => _path.Push(op);
+
+    public void Return(CancelOperation op) => _cancel.Push(op);
+
+    public void Return(MultishotOperation op) => _multishot.Push(op);
 
     /// <summary>The operation a CQE's user_data names, or null when that use is over (a stale CQE).</summary>
     public IoOperation? Find(ulong userData)

@@ -88,6 +88,8 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         return CqeAction.Complete;
     }
 
+    protected override void ReturnToPool() => Table.Return(this);
+
     protected override void Reset()
     {
         base.Reset();

@@ -64,6 +64,8 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
         base.ReleaseResources();
     }
 
+    protected override void ReturnToPool() => Table.Return(this);
+
     protected override void Reset()
     {
         base.Reset();
