@@ -18,6 +18,7 @@ let tests =
         StatsTests.tests
         ThreeRingTests.tests
         OperationKindTests.tests
+        PoolTests.tests
         ReadmeTests.tests
         DefectTests.tests
     ]

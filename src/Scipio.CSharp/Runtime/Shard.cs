@@ -59,24 +59,24 @@ public static class Shard
 
     private static Task<T> StartThread<T>(Func<Task> main, ShardOptions options)
     {
-        int id = Interlocked.Increment(ref s_nextId);
+        int n = Interlocked.Increment(ref s_nextId); // for the thread's name only: a lone shard's Id is 0
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(() => ShardThread(id, main, options, done))
+        var thread = new Thread(() => ShardThread(main, options, done))
         {
             IsBackground = true,
-            Name = options.Name ?? $"shard-{id}",
+            Name = options.Name ?? $"shard-{n}",
         };
         thread.UnsafeStart();
         return done.Task;
     }
 
-    private static void ShardThread<T>(int id, Func<Task> main, ShardOptions options, TaskCompletionSource<T> done)
+    private static void ShardThread<T>(Func<Task> main, ShardOptions options, TaskCompletionSource<T> done)
     {
         ShardExecutor executor;
         try
         {
             int pinned = Pin(options.Placement);
-            executor = new ShardExecutor(id, options, pinned);
+            executor = new ShardExecutor(0, options, pinned);
         }
         catch (Exception e)
         {
@@ -181,8 +181,29 @@ public static class Shard
     /// <summary>True when the calling code runs on a shard. Never throws.</summary>
     public static bool IsOnShard => ShardExecutor.Current is not null;
 
-    /// <summary>This shard's id: 0, 1, … in the order shards were started in this process.</summary>
+    /// <summary>This shard's index in its pool, 0 to <see cref="ShardPool.Count"/> − 1; 0 for a lone shard.</summary>
     public static int Id => ShardExecutor.Require("Shard.Id").Id;
+
+    /// <summary>The pool this shard belongs to; null for a lone shard (<see cref="Run{T}"/>, <see cref="Start{T}"/>).</summary>
+    public static ShardPool? Pool => ShardExecutor.Require("Shard.Pool").Pool;
+
+    /// <summary>Runs <paramref name="work"/> on shard <paramref name="shard"/> of this shard's pool, in its default
+    /// task queue; the result or exception (with its own type) comes back here, to this shard and task queue.
+    /// Calls travel through the pool's lock-free rings, batched: one wake of a parked target per batch.</summary>
+    /// <exception cref="InvalidOperationException">Not on a shard, or on a lone shard (it has no pool).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="shard"/> is not 0 to Pool.Count − 1.</exception>
+    /// <exception cref="ObjectDisposedException">The pool is being disposed.</exception>
+    public static Task<T> SubmitTo<T>(int shard, Func<Task<T>> work) => RequirePool("Shard.SubmitTo").SubmitTo(shard, work);
+
+    /// <summary>Runs <paramref name="work"/> on shard <paramref name="shard"/> of this shard's pool; its exception
+    /// (with its own type) comes back here.</summary>
+    /// <exception cref="InvalidOperationException">Not on a shard, or on a lone shard (it has no pool).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="shard"/> is not 0 to Pool.Count − 1.</exception>
+    public static Task SubmitTo(int shard, Func<Task> work) => RequirePool("Shard.SubmitTo").SubmitTo(shard, work);
+
+    private static ShardPool RequirePool(string member) =>
+        ShardExecutor.Require(member).Pool
+        ?? throw new InvalidOperationException($"{member} needs a shard of a ShardPool; this is a lone shard (Shard.Run or Shard.Start). Start a pool with ShardPool.Start, or Spawn on this shard.");
 
     /// <summary>The CPU this shard is pinned to; for a shard not pinned to exactly one CPU, the CPU it is running
     /// on at this instant.</summary>

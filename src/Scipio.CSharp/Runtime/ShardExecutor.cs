@@ -35,9 +35,10 @@ internal sealed class ShardExecutor : IDisposable
     private readonly Func<bool> _hasWork;
     private long _tasksRun, _loopTurns, _parks, _preemptions, _runtimeNs;
 
-    public ShardExecutor(int id, ShardOptions options, int pinnedCpu)
+    public ShardExecutor(int id, ShardOptions options, int pinnedCpu, ShardPool? pool = null)
     {
         Id = id;
+        Pool = pool;
         PinnedCpu = pinnedCpu;
         _preemptIntervalNs = Clock.ToNs(options.PreemptInterval);
         _spinNs = Clock.ToNs(options.SpinBeforePark);
@@ -73,8 +74,12 @@ internal sealed class ShardExecutor : IDisposable
             throw new InvalidOperationException($"{member} blocks the calling thread, so it cannot be called on a shard: await the Completion task instead.");
     }
 
+    /// <summary>The shard's index in its pool; 0 for a lone shard.</summary>
     public int Id { get; }
     public int PinnedCpu { get; }
+
+    /// <summary>The pool the shard belongs to; null for a lone shard.</summary>
+    public ShardPool? Pool { get; }
     public IShardBackend Backend { get; }
     public OperationTable Operations { get; }
     public SpawnedWorkList Spawned { get; } = new();
@@ -254,8 +259,15 @@ internal sealed class ShardExecutor : IDisposable
         Backend.Wake();
     }
 
-    /// <summary>Takes at most one batch of posted work per loop turn: threads posting flat out must not keep the
-    /// loop from everything else (they would, were it to drain until the inbox is empty).</summary>
+    /// <summary>Another shard of the pool sent something through its ring to this one: it will be drained.</summary>
+    public void Signal()
+    {
+        Interlocked.Exchange(ref _inboxSignal, 1); // a full fence before Wake reads _parked, as in posting
+        Backend.Wake();
+    }
+
+    /// <summary>Takes at most one batch of posted work, and of what each peer shard sent, per loop turn: threads
+    /// posting flat out must not keep the loop from everything else (they would, were it to drain until empty).</summary>
     private void DrainInbox()
     {
         if (Volatile.Read(ref _inboxSignal) == 0) return;
@@ -266,10 +278,18 @@ internal sealed class ShardExecutor : IDisposable
             if (posted.Queue is null) posted.Item.Run();
             else posted.Queue.EnqueueLocal(posted.Item);
         }
-        if (!_inbox.IsEmpty) Interlocked.Exchange(ref _inboxSignal, 1); // the rest next turn
+        bool more = Pool is { } pool && pool.Transport.Drain(this);
+        if (more || !_inbox.IsEmpty) Interlocked.Exchange(ref _inboxSignal, 1); // the rest next turn
     }
 
-    private bool HasWork() => Volatile.Read(ref _inboxSignal) != 0 || _loop.RunnableCount > 0;
+    /// <summary>Signals and wakes, once each, the peers this shard sent to since the last flush.</summary>
+    private void FlushToPeers()
+    {
+        if (Pool is { } pool) pool.Transport.Flush(Id, pool.Shards);
+    }
+
+    private bool HasWork() =>
+        Volatile.Read(ref _inboxSignal) != 0 || _loop.RunnableCount > 0 || (Pool is { } pool && pool.Transport.HasOverflow(Id));
 
     // ---- the run loop ----
 
@@ -299,12 +319,15 @@ internal sealed class ShardExecutor : IDisposable
             if (next >= 0)
             {
                 RunQueue(next);
+                FlushToPeers();
                 Backend.Flush();
                 continue;
             }
 
+            FlushToPeers();
             Backend.Flush();
-            var (loop, decision) = Loop.idle(_now, _spinNs, _timers.NextDeadline, Backend.MustPoll, _loop);
+            bool mustSpin = Backend.MustPoll || (Pool is { } pool && pool.Transport.HasOverflow(Id));
+            var (loop, decision) = Loop.idle(_now, _spinNs, _timers.NextDeadline, mustSpin, _loop);
             _loop = loop;
             if (decision.IsPark)
             {
@@ -367,7 +390,11 @@ internal sealed class ShardExecutor : IDisposable
 
     /// <summary>Stops for good: cancels and reaps the I/O in flight, closes the rings, and ends the Tasks of spawned
     /// work that will never run again as canceled.</summary>
-    public void Dispose()
+    public void Dispose() => Dispose(null);
+
+    /// <summary>Stops for good; the Tasks of work that will never run again end canceled, or faulted with
+    /// <paramref name="fault"/> when the shard's pool stopped because of it.</summary>
+    public void Dispose(Exception? fault)
     {
         try { Backend.Drain(); }
         finally
@@ -375,7 +402,7 @@ internal sealed class ShardExecutor : IDisposable
             Backend.Dispose();
             t_current = null;
             SynchronizationContext.SetSynchronizationContext(null);
-            Spawned.CancelAll();
+            Spawned.AbandonAll(fault);
         }
     }
 }

@@ -49,8 +49,11 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
         }
     }
 
-    /// <summary>The shard stopped before the work finished: its Task ends canceled.</summary>
-    public void Abandon() => TrySetCanceled();
+    public void Abandon(Exception? fault)
+    {
+        if (fault is null) TrySetCanceled();
+        else TrySetException(fault);
+    }
 
     private void OnInnerCompleted() => Finish(_inner!);
 
@@ -61,15 +64,26 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
     {
         _inner = null;
         Unlist();
-        if (inner is Task<T> typed) TrySetFromTask(typed); // its result, exceptions, or cancellation with its own exception
-        else if (inner.IsCompletedSuccessfully) TrySetResult(default!);
-        else if (inner.IsFaulted) TrySetException(inner.Exception!.InnerExceptions);
-        else TrySetFromTask(Rethrow(inner));
+        TaskOutcome.CopyTo(this, inner);
+    }
+}
+
+/// <summary>How the Task a user gets back takes on the outcome of the Task their function returned.</summary>
+internal static class TaskOutcome
+{
+    /// <summary>Completes <paramref name="target"/> as <paramref name="inner"/> completed: its result (default for a
+    /// non-generic Task standing in for none), its exceptions, or its cancellation with its own exception.</summary>
+    public static void CopyTo<T>(TaskCompletionSource<T> target, Task inner)
+    {
+        if (inner is Task<T> typed) target.TrySetFromTask(typed);
+        else if (inner.IsCompletedSuccessfully) target.TrySetResult(default!);
+        else if (inner.IsFaulted) target.TrySetException(inner.Exception!.InnerExceptions);
+        else target.TrySetFromTask(Rethrow<T>(inner));
     }
 
     // A Task<T> canceled the way `inner` was, carrying its OperationCanceledException (subtype, message, token):
     // awaiting a canceled task rethrows that exception, and an async method keeps it in its own cancellation.
-    private static async Task<T> Rethrow(Task canceled)
+    private static async Task<T> Rethrow<T>(Task canceled)
     {
         await canceled.ConfigureAwait(false);
         return default!;
@@ -79,12 +93,13 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
 /// <summary>Spawned work as its shard's list sees it.</summary>
 internal interface ISpawned
 {
-    /// <summary>Ends the work's Task as canceled.</summary>
-    void Abandon();
+    /// <summary>The shard stopped before the work finished: its Task ends canceled, or faulted with
+    /// <paramref name="fault"/> when the shard (or its pool) stopped because of it.</summary>
+    void Abandon(Exception? fault);
 }
 
 /// <summary>The shard's unfinished spawned work: a slot each (O(1) in and out, nothing allocated in steady state).
-/// When the shard stops, what is left will never run again: <see cref="CancelAll"/> ends those Tasks, so that
+/// When the shard stops, what is left will never run again: <see cref="AbandonAll"/> ends those Tasks, so that
 /// nobody awaiting them — off the shard, or on another shard — waits forever.</summary>
 internal sealed class SpawnedWorkList
 {
@@ -97,14 +112,15 @@ internal sealed class SpawnedWorkList
         if (ReferenceEquals(_slots[slot], work)) _slots.Remove(slot);
     }
 
-    /// <summary>Cancels every unfinished spawned work's Task (off the shard: continuations may run inline).</summary>
-    public void CancelAll()
+    /// <summary>Ends every unfinished spawned work's Task: canceled, or faulted with <paramref name="fault"/> (off
+    /// the shard: continuations may run inline).</summary>
+    public void AbandonAll(Exception? fault)
     {
         for (int slot = 0; slot < _slots.Capacity; slot++)
         {
             if (_slots[slot] is not { } work) continue;
             _slots.Remove(slot);
-            work.Abandon();
+            work.Abandon(fault);
         }
     }
 }
