@@ -9,6 +9,7 @@ let tests =
         SchedulingTests.tests
         TimerTests.tests
         PinningTests.tests
+        PoolPlacementTests.tests
         BufferedFileTests.tests
         InFlightTests.tests
         AllocationTests.tests

@@ -10,6 +10,7 @@ let tests =
           TimerTests.tests
           RingBookTests.tests
           AffinityTests.tests
+          PoolPlacementTests.tests
           LoopTests.tests
           RoutingTests.tests
           SimulationTests.tests ]
