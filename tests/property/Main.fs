@@ -12,7 +12,8 @@ let tests =
           AffinityTests.tests
           LoopTests.tests
           RoutingTests.tests
-          SimulationTests.tests ]
+          SimulationTests.tests
+          SpscRingTests.tests ]
 
 [<EntryPoint>]
 let main argv = runTestsWithCLIArgs [] argv tests

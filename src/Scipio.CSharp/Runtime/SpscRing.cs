@@ -25,27 +25,7 @@ internal sealed class SpscRing<T>
 {
     private readonly T[] _items;
     private readonly long _mask;
-    private Indices _indices;
-
-    /// <summary>The producer's and the consumer's indices, each beside its cached copy of the other's, on lines of
-    /// their own.</summary>
-    [StructLayout(LayoutKind.Explicit, Size = 3 * Line)]
-    private struct Indices
-    {
-        private const int Line = 128;
-
-        /// <summary>Next slot the producer writes; written by the producer only (release).</summary>
-        [FieldOffset(Line)] public long Tail;
-
-        /// <summary>The producer's last read of <see cref="Head"/>.</summary>
-        [FieldOffset(Line + 8)] public long HeadCache;
-
-        /// <summary>Next slot the consumer reads; written by the consumer only (release).</summary>
-        [FieldOffset(2 * Line)] public long Head;
-
-        /// <summary>The consumer's last read of <see cref="Tail"/>.</summary>
-        [FieldOffset(2 * Line + 8)] public long TailCache;
-    }
+    private SpscIndices _indices;
 
     /// <summary>A ring of <paramref name="capacity"/> slots, rounded up to a power of two.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The capacity is less than 1 or more than 2^30.</exception>
@@ -160,4 +140,24 @@ internal sealed class SpscRing<T>
         item = _items[head & _mask];
         return true;
     }
+}
+
+/// <summary>The producer's and the consumer's indices, each beside its cached copy of the other's, on lines of
+/// their own.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 3 * Line)]
+internal struct SpscIndices
+{
+    private const int Line = 128;
+
+    /// <summary>Next slot the producer writes; written by the producer only (release).</summary>
+    [FieldOffset(Line)] public long Tail;
+
+    /// <summary>The producer's last read of <see cref="Head"/>.</summary>
+    [FieldOffset(Line + 8)] public long HeadCache;
+
+    /// <summary>Next slot the consumer reads; written by the consumer only (release).</summary>
+    [FieldOffset(2 * Line)] public long Head;
+
+    /// <summary>The consumer's last read of <see cref="Tail"/>.</summary>
+    [FieldOffset(2 * Line + 8)] public long TailCache;
 }
