@@ -22,6 +22,7 @@ let tests =
         PoolTests.tests
         ReadmeTests.tests
         DefectTests.tests
+        ChannelTests.tests
     ]
 
 [<EntryPoint>]

@@ -13,7 +13,8 @@ let tests =
           PoolPlacementTests.tests
           LoopTests.tests
           RoutingTests.tests
-          SimulationTests.tests ]
+          SimulationTests.tests
+          SpscRingTests.tests ]
 
 [<EntryPoint>]
 let main argv = runTestsWithCLIArgs [] argv tests
