@@ -20,6 +20,7 @@ let tests =
         OperationKindTests.tests
         ReadmeTests.tests
         DefectTests.tests
+        SyncTests.tests
     ]
 
 [<EntryPoint>]
