@@ -23,7 +23,7 @@ internal static class Sync
 
         yield return new Benchmark(
             "local-semaphore-contended",
-            "two tasks ping-pong through two semaphores: each waits on one and releases the other; per hand-off",
+            "two tasks ping-pong through two semaphores: each waits on one and releases the other; per round trip (two hand-offs)",
             1,
             new Side("LocalSemaphore, two tasks on the shard", Runner.Shard, LocalPingPong),
             [new(new Side("SemaphoreSlim, two tasks on the ThreadPool", Runner.ThreadPool, SlimPingPong),

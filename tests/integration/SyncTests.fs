@@ -24,7 +24,12 @@ let private logWait (log: List<string>) (id: int) (wait: ValueTask) : Task<unit>
     }
 
 /// Awaits a lock request and logs "<name> in", keeping the hold in `holds`.
-let private logHold (log: List<string>) (holds: Dictionary<string, IDisposable>) (name: string) (request: ValueTask<IDisposable>) =
+let private logHold
+    (log: List<string>)
+    (holds: Dictionary<string, IDisposable>)
+    (name: string)
+    (request: ValueTask<IDisposable>)
+    =
     task {
         let! hold = request
         holds[name] <- hold
@@ -188,7 +193,7 @@ let private rwWriterNotStarved =
                 let w = logHold log holds "w" (rw.WriteLockAsync())
                 let readers = [| for i in 1..3 -> logHold log holds $"r%d{i}" (rw.ReadLockAsync()) |]
                 do! settle ()
-                Expect.isEmpty log "readers arriving after a waiting writer queue behind it, though only readers hold the lock"
+                Expect.isEmpty log "later readers queue behind a waiting writer (though only readers hold the lock)"
                 Expect.equal rw.CurrentReaders 1 "only the first reader is in"
                 first.Dispose()
                 do! settle ()
@@ -200,14 +205,18 @@ let private rwWriterNotStarved =
 
                 // A canceled waiting writer lets the readers queued behind it in.
                 use cts = new CancellationTokenSource()
-                let! canceledWriter = thrownByTask (fun () -> task {
-                    let pending = rw.WriteLockAsync cts.Token
-                    let late = rw.ReadLockAsync()
-                    Expect.isFalse late.IsCompleted "a reader queues behind the waiting writer"
-                    cts.Cancel()
-                    let! hold = late
-                    hold.Dispose()
-                    return! pending })
+                let! canceledWriter =
+                    thrownByTask (fun () ->
+                        task {
+                            let pending = rw.WriteLockAsync cts.Token
+                            let late = rw.ReadLockAsync()
+                            Expect.isFalse late.IsCompleted "a reader queues behind the waiting writer"
+                            cts.Cancel()
+                            let! hold = late
+                            hold.Dispose()
+                            return! pending
+                        })
+
                 expectExn<OperationCanceledException> "the canceled writer" canceledWriter |> ignore
                 for KeyValue(name, hold) in holds do
                     if name.StartsWith "r" then hold.Dispose()
@@ -256,7 +265,10 @@ let private gateClose =
                 let closed = gate.CloseAsync()
                 Expect.isTrue gate.IsClosing "closing"
                 Expect.isFalse closed.IsCompleted "two passes are out"
-                let e = expectExactExn<InvalidOperationException> "Enter after CloseAsync" (thrownBy (fun () -> gate.Enter()))
+                let e =
+                    thrownBy (fun () -> gate.Enter())
+                    |> expectExactExn<InvalidOperationException> "Enter after CloseAsync"
+
                 Expect.stringContains e.Message "closed" "the message says the gate is closed"
                 let entered, _ = gate.TryEnter()
                 Expect.isFalse entered "TryEnter refuses too"
@@ -319,9 +331,12 @@ let private wrongShard =
                 let e = expectExactExn<InvalidOperationException> "a call from shard B" thrown
                 Expect.stringContains e.Message "belongs to shard" "the message names the owning shard"
 
-            let offShard = expectExactExn<InvalidOperationException> "a call off any shard" (thrownBy (fun () -> sem.TryWait()))
+            let offShard =
+                expectExactExn<InvalidOperationException> "a call off any shard" (thrownBy (fun () -> sem.TryWait()))
+
             Expect.stringContains offShard.Message "not a shard" "the message says the caller is not on a shard"
-            expectExactExn<InvalidOperationException> "new LocalSemaphore off a shard" (thrownBy (fun () -> LocalSemaphore 1))
+            thrownBy (fun () -> LocalSemaphore 1)
+            |> expectExactExn<InvalidOperationException> "new LocalSemaphore off a shard"
             |> ignore
             expectExactExn<InvalidOperationException> "new Gate off a shard" (thrownBy (fun () -> Gate())) |> ignore
         finally
@@ -338,7 +353,10 @@ let private warmup = 10_000
 let private cycles = 100_000
 
 let private expectNoAllocation (what: string) (bytes: int64) =
-    Expect.isLessThan (float bytes / float cycles) 1.0 $"%s{what} should allocate nothing in steady state: %d{bytes} B over %d{cycles} cycles"
+    Expect.isLessThan
+        (float bytes / float cycles)
+        1.0
+        $"%s{what} should allocate nothing in steady state: %d{bytes} B over %d{cycles} cycles"
 
 /// Runs `cycle` `warmup` times, then measures `cycles` of it on the shard thread.
 let private measure (cycle: int -> ValueTask) : Task<int64> =
