@@ -125,8 +125,8 @@ let private semaphoreCancel =
                 Task.Run(fun () -> cts3.Cancel()).Wait()
                 sem.Release 1
                 do! settle ()
-                let! _ = Task.WhenAll(w3, w4)
                 Expect.equal (List.ofSeq log) [ "canceled 3"; "granted 4" ] "the racing permit goes to the next waiter"
+                let! _ = Task.WhenAll(w3, w4)
                 Expect.equal sem.CurrentCount 0 "no permit lost or made up"
             })
     }
