@@ -23,6 +23,7 @@ let tests =
         ReadmeTests.tests
         DefectTests.tests
         ChannelTests.tests
+        SyncTests.tests
     ]
 
 [<EntryPoint>]
