@@ -288,8 +288,11 @@ internal sealed class ShardExecutor : IDisposable
         if (Pool is { } pool) pool.Transport.Flush(Id, pool.Shards);
     }
 
+    /// <summary>Checked after a park is announced. The stop request counts: the signal RequestStop raised may have
+    /// been consumed by this very turn's drain, after the loop last looked at the stop flag.</summary>
     private bool HasWork() =>
-        Volatile.Read(ref _inboxSignal) != 0 || _loop.RunnableCount > 0 || (Pool is { } pool && pool.Transport.HasOverflow(Id));
+        _stopRequested || Volatile.Read(ref _inboxSignal) != 0 || _loop.RunnableCount > 0
+        || (Pool is { } pool && pool.Transport.HasOverflow(Id));
 
     // ---- the run loop ----
 
