@@ -25,7 +25,11 @@ let private blocks (language: string) =
 let tests =
     testList
         "README"
-        [ for language, sample in [ "csharp", "samples/QuickStart/Program.cs"; "fsharp", "samples/QuickStart.FSharp/Program.fs" ] do
+        [ for language, sample in
+              [ "csharp", "samples/QuickStart/Program.cs"
+                "fsharp", "samples/QuickStart.FSharp/Program.fs"
+                "csharp", "samples/Pool/Program.cs"
+                "fsharp", "samples/Pool.FSharp/Program.fs" ] do
               test $"its {language} block is {sample}, which the build compiles" {
                   let code = File.ReadAllText(Path.Combine(root (), sample))
                   Expect.contains (blocks language) code $"the README's {language} code is {sample}, verbatim"
