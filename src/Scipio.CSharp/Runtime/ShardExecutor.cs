@@ -259,6 +259,14 @@ internal sealed class ShardExecutor : IDisposable
         Backend.Wake();
     }
 
+    /// <summary>The shard has stopped: calls posted to it that it never took end canceled (or with the pool's
+    /// fault); other posted work is dropped (nothing will run it). Any thread; safe to repeat.</summary>
+    public void AbandonInbox(Exception? fault)
+    {
+        while (_inbox.TryDequeue(out var posted))
+            if (posted.Item.State is ICrossShardItem call) call.Abandon(fault);
+    }
+
     /// <summary>Another shard of the pool sent something through its ring to this one: it will be drained.</summary>
     public void Signal()
     {
@@ -406,6 +414,7 @@ internal sealed class ShardExecutor : IDisposable
             t_current = null;
             SynchronizationContext.SetSynchronizationContext(null);
             Spawned.AbandonAll(fault);
+            AbandonInbox(fault);
         }
     }
 }

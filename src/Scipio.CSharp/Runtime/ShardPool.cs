@@ -109,11 +109,15 @@ public sealed class ShardPool : IAsyncDisposable
         foreach (var shard in _shards) shard?.RequestStop();
     }
 
+    /// <summary>Every shard has stopped: what is still on its way ends. The stopped flag goes up before the inboxes
+    /// are emptied, so a call posted concurrently from another thread is either emptied here or sees the flag and
+    /// empties its target's inbox itself (<see cref="Submit{T}"/>).</summary>
     private void Stopped()
     {
         Transport.AbandonAll(_fault);
         if (_fault is { } fault) _stopped.TrySetException(fault);
         else _stopped.TrySetResult();
+        foreach (var shard in _shards) shard.AbandonInbox(_fault);
     }
 
     /// <summary>Runs <paramref name="work"/> on shard <paramref name="shard"/>, in its default task queue; the
@@ -177,7 +181,9 @@ public sealed class ShardPool : IAsyncDisposable
             return call.Task;
         }
         var remote = new RemoteCall<T>(this, -1, work);
-        _shards[shard].PostFromAnotherThread(null, new WorkItem(s_arrive, remote));
+        var target = _shards[shard];
+        target.PostFromAnotherThread(null, new WorkItem(s_arrive, remote));
+        if (_stopped.Task.IsCompleted) target.AbandonInbox(_fault); // the pool stopped meanwhile: nobody will take it
         return remote.Task;
     }
 
