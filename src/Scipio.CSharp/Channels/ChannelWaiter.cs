@@ -138,15 +138,9 @@ internal sealed class ChannelWaiter<T> : IValueTaskSource<T>, IValueTaskSource
         if (_continuation is { } continuation) Schedule(continuation);
     }
 
-    private void Schedule(Action<object?> continuation)
-    {
-        if (_executionContext is null) Queue.EnqueueLocal(new WorkItem(continuation, _continuationState));
-        else ScheduleWithContext(continuation, _continuationState, _executionContext);
-    }
+    private void Schedule(Action<object?> continuation) =>
+        Continuations.Schedule(Queue, continuation, _continuationState, _executionContext);
 
-    // Rare (OnCompleted rather than UnsafeOnCompleted): its own method, so only this path allocates the closure.
-    private void ScheduleWithContext(Action<object?> continuation, object? state, ExecutionContext ec) =>
-        Queue.EnqueueLocal(new WorkItem((Action)(() => ExecutionContext.Run(ec, s => continuation(s), state)), null));
 
     public ValueTaskSourceStatus GetStatus(short token)
     {
@@ -164,7 +158,7 @@ internal sealed class ChannelWaiter<T> : IValueTaskSource<T>, IValueTaskSource
         if (ShardExecutor.Current?.CurrentQueue.Executor != Queue.Executor)
             throw new InvalidOperationException("A Scipio channel's ValueTask must be awaited on the shard that called the channel.");
         _continuationState = state;
-        _executionContext = (flags & ValueTaskSourceOnCompletedFlags.FlowExecutionContext) != 0 ? ExecutionContext.Capture() : null;
+        _executionContext = Continuations.CaptureIfAsked(flags);
         _continuation = continuation;
         if (_completed) Schedule(continuation);
     }

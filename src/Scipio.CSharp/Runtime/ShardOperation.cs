@@ -65,16 +65,9 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
             Schedule(continuation);
     }
 
-    private void Schedule(Action<object?> continuation)
-    {
-        if (_executionContext is null) Queue.EnqueueLocal(new WorkItem(continuation, _continuationState));
-        else ScheduleWithContext(continuation, _continuationState, _executionContext);
-    }
+    private void Schedule(Action<object?> continuation) =>
+        Continuations.Schedule(Queue, continuation, _continuationState, _executionContext);
 
-    // Rare: a caller asked to flow ExecutionContext (OnCompleted rather than UnsafeOnCompleted). Its own method, so
-    // the closure is allocated only on this path (C# hoists a closure that captures parameters to method entry).
-    private void ScheduleWithContext(Action<object?> continuation, object? state, ExecutionContext ec) =>
-        Queue.EnqueueLocal(new WorkItem((Action)(() => ExecutionContext.Run(ec, s => continuation(s), state)), null));
 
     public ValueTaskSourceStatus GetStatus(short token)
     {
@@ -90,7 +83,7 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
     {
         CheckToken(token);
         _continuationState = state;
-        _executionContext = (flags & ValueTaskSourceOnCompletedFlags.FlowExecutionContext) != 0 ? ExecutionContext.Capture() : null;
+        _executionContext = Continuations.CaptureIfAsked(flags);
         var previous = Interlocked.CompareExchange(ref _continuation, continuation, null);
         if (previous is not null)
         {

@@ -109,15 +109,9 @@ internal sealed class LocalWaiter : IValueTaskSource, IValueTaskSource<IDisposab
         _owner.RemoveCanceled(this);
     }
 
-    private void Schedule(Action<object?> continuation)
-    {
-        if (_executionContext is null) _queue.EnqueueLocal(new WorkItem(continuation, _continuationState));
-        else ScheduleWithContext(continuation, _continuationState, _executionContext);
-    }
+    private void Schedule(Action<object?> continuation) =>
+        Continuations.Schedule(_queue, continuation, _continuationState, _executionContext);
 
-    // Rare (OnCompleted rather than UnsafeOnCompleted): its own method, so the closure is allocated only here.
-    private void ScheduleWithContext(Action<object?> continuation, object? state, ExecutionContext ec) =>
-        _queue.EnqueueLocal(new WorkItem((Action)(() => ExecutionContext.Run(ec, s => continuation(s), state)), null));
 
     public ValueTaskSourceStatus GetStatus(short token)
     {
@@ -137,7 +131,7 @@ internal sealed class LocalWaiter : IValueTaskSource, IValueTaskSource<IDisposab
         if (_continuation is not null)
             throw new InvalidOperationException("This ValueTask is already being awaited; a ValueTask may be awaited only once.");
         _continuationState = state;
-        _executionContext = (flags & ValueTaskSourceOnCompletedFlags.FlowExecutionContext) != 0 ? ExecutionContext.Capture() : null;
+        _executionContext = Continuations.CaptureIfAsked(flags);
         if (_state == State.Waiting) _continuation = continuation;
         else Schedule(continuation); // ended between the wait and the await: still never inline
     }
