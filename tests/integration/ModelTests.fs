@@ -19,7 +19,7 @@ open Scipio.Sync
 open Scipio.Integration.Tests.Helpers
 
 /// How long one generated case may run (both shards together) before it counts as a hang.
-let private caseTimeout = TimeSpan.FromSeconds 5.0
+let private caseTimeout = TimeSpan.FromSeconds 3.0
 
 /// Waits for a case's shard at most `caseTimeout`; a hang fails with the case's operations.
 let private boundedCase (what: string) (case: string) (t: Task<'T>) : 'T =
@@ -499,7 +499,7 @@ let private runRwCase (ops: RwOp list) =
                 checkLock ()
 
             // Everyone who holds releases, until nobody holds: every waiter must be served (or canceled) meanwhile.
-            step <- ops.Length
+            step <- ops.Length + 1 // "the end"
             do! turn ()
             let mutable rounds = 0
 
