@@ -24,6 +24,7 @@ let tests =
         DefectTests.tests
         ChannelTests.tests
         SyncTests.tests
+        ModelTests.tests
     ]
 
 [<EntryPoint>]
