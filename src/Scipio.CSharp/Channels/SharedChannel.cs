@@ -66,11 +66,13 @@ internal sealed class SharedChannel<T> : Channel<T>
     }
 
     /// <summary>The other side may be waiting for what was just done: a full fence (our ring index store before
-    /// the flag's load), then the flag; if set, take it and post one wake.</summary>
-    private void Notify(ref int waiting, TaskQueue? queue, SendOrPostCallback wake)
+    /// the flag's load), then the flag; if set, take it and post one wake to the queue that waits. The queue is read
+    /// only after the flag is taken: the waiter writes it before it raises the flag, so an earlier read could see
+    /// none (its first wait) or an older wait's queue.</summary>
+    private void Notify(ref int waiting, Side waiter, SendOrPostCallback wake)
     {
         Interlocked.MemoryBarrier();
-        if (Volatile.Read(ref waiting) != 0 && Interlocked.Exchange(ref waiting, 0) != 0) queue!.Post(wake, this);
+        if (Volatile.Read(ref waiting) != 0 && Interlocked.Exchange(ref waiting, 0) != 0) waiter.WakeQueue!.Post(wake, this);
     }
 
     /// <summary>The base of both sides: a pool of waiters and the one pending wait, all on the side's shard.</summary>
@@ -214,7 +216,7 @@ internal sealed class SharedChannel<T> : Channel<T>
         {
             if (Channel._ring.TryDequeue(out item))
             {
-                Channel.Notify(ref Channel._writerWaiting, Channel._writerSide.WakeQueue, s_wakeWriter);
+                Channel.Notify(ref Channel._writerWaiting, Channel._writerSide, s_wakeWriter);
                 if (Channel._doneWriting is { } last && Channel._ring.IsEmpty) Channel._completion.TrySetFromCompletion(last);
                 return true;
             }
@@ -311,7 +313,7 @@ internal sealed class SharedChannel<T> : Channel<T>
         public bool TryEnqueue(T item)
         {
             if (!Channel._ring.TryEnqueue(item)) return false;
-            Channel.Notify(ref Channel._readerWaiting, Channel._readerSide.WakeQueue, s_wakeReader);
+            Channel.Notify(ref Channel._readerWaiting, Channel._readerSide, s_wakeReader);
             return true;
         }
 
@@ -356,7 +358,7 @@ internal sealed class SharedChannel<T> : Channel<T>
             Channel._doneWriting = error ?? ChannelErrors.DoneWriting; // volatile: after every enqueue
             if (Pending is { } waiter) TryFinish(waiter); // a write still waiting for room fails
             if (Channel._ring.IsEmpty) Channel._completion.TrySetFromCompletion(Channel._doneWriting);
-            Channel.Notify(ref Channel._readerWaiting, Channel._readerSide.WakeQueue, s_wakeReader);
+            Channel.Notify(ref Channel._readerWaiting, Channel._readerSide, s_wakeReader);
             return true;
         }
     }
