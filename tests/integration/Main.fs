@@ -20,6 +20,7 @@ let tests =
         ThreeRingTests.tests
         OperationKindTests.tests
         PoolTests.tests
+        DmaFileTests.tests
         ReadmeTests.tests
         DefectTests.tests
         ChannelTests.tests

@@ -49,6 +49,7 @@ internal enum Opcode : byte
     Timeout = 11,
     TimeoutRemove = 12,
     AsyncCancel = 14,
+    Fallocate = 17,
     OpenAt = 18,
     Close = 19,
     Statx = 21,
@@ -57,6 +58,7 @@ internal enum Opcode : byte
     RenameAt = 35,
     LinkAt = 39,
     MsgRing = 40,
+    Ftruncate = 55,
 }
 
 internal static class IoUringConst
@@ -190,7 +192,7 @@ internal struct ProbeOp
 [StructLayout(LayoutKind.Explicit, Size = 256)]
 internal struct Statx
 {
-    public const uint MaskType = 0x1, MaskSize = 0x200;
+    public const uint MaskType = 0x1, MaskSize = 0x200, MaskDioAlign = 0x2000;
 
     [FieldOffset(0)] public uint Mask;
     [FieldOffset(4)] public uint BlockSize;
@@ -202,4 +204,8 @@ internal struct Statx
     [FieldOffset(120)] public uint MtimeNsec;
     [FieldOffset(136)] public uint DevMajor;
     [FieldOffset(140)] public uint DevMinor;
+    /// <summary>Required alignment of O_DIRECT buffers in memory (STATX_DIOALIGN, 6.1); 0 when not supported.</summary>
+    [FieldOffset(152)] public uint DioMemAlign;
+    /// <summary>Required alignment of O_DIRECT file offsets and lengths (STATX_DIOALIGN, 6.1); 0 when not supported.</summary>
+    [FieldOffset(156)] public uint DioOffsetAlign;
 }

@@ -169,4 +169,22 @@ internal static class SqeWriter
         sqe.Len -= done;
         sqe.Off += done;
     }
+
+    /// <summary>fallocate(fd, mode, offset, length).</summary>
+    public static void Fallocate(ref IoUringSqe sqe, int fd, int mode, ulong offset, ulong length)
+    {
+        sqe.Opcode = Opcode.Fallocate;
+        sqe.Fd = fd;
+        sqe.Off = offset;
+        sqe.Addr = length; // the length travels in addr
+        sqe.Len = (uint)mode; // and the mode in len
+    }
+
+    /// <summary>ftruncate(fd, length) (IORING_OP_FTRUNCATE, 6.9).</summary>
+    public static void Ftruncate(ref IoUringSqe sqe, int fd, ulong length)
+    {
+        sqe.Opcode = Opcode.Ftruncate;
+        sqe.Fd = fd;
+        sqe.Off = length; // the new length travels in off
+    }
 }

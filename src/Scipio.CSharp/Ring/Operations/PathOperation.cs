@@ -25,6 +25,8 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         Size,
         /// <summary>stx_mode (file type and permissions).</summary>
         Mode,
+        /// <summary>stx_dio_offset_align in the low 32 bits and stx_dio_mem_align in the high 32 (0: not reported).</summary>
+        DioAlign,
     }
 
     /// <summary>Starts a use; then one Prepare* and submit.</summary>
@@ -45,7 +47,12 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
     /// <summary>statx of an open descriptor (AT_EMPTY_PATH); the result is <paramref name="field"/>.</summary>
     public void PrepareStatx(int fd, StatxField field)
     {
-        uint mask = field == StatxField.Size ? Statx.MaskSize : Statx.MaskType;
+        uint mask = field switch
+        {
+            StatxField.Size => Statx.MaskSize,
+            StatxField.DioAlign => Statx.MaskDioAlign | Statx.MaskType,
+            _ => Statx.MaskType,
+        };
         byte* p = Scratch(StatxBytes + 1); // the buffer, then an empty NUL-terminated path
         new Span<byte>(p, StatxBytes + 1).Clear();
         _field = field;
@@ -82,7 +89,12 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         if (result >= 0 && _field != StatxField.None)
         {
             ref readonly Statx stx = ref *(Statx*)_scratch;
-            result = _field == StatxField.Size ? (long)stx.Size : stx.Mode;
+            result = _field switch
+            {
+                StatxField.Size => (long)stx.Size,
+                StatxField.DioAlign => stx.DioOffsetAlign | ((long)stx.DioMemAlign << 32),
+                _ => stx.Mode,
+            };
         }
         Complete(result);
         return CqeAction.Complete;

@@ -44,6 +44,13 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
 
     public void PrepareClose(int fd) => SqeWriter.Close(ref Sqe, fd);
 
+    /// <summary>fallocate: reserves <paramref name="length"/> bytes at <paramref name="offset"/> (mode 0: the file
+    /// grows to cover them).</summary>
+    public void PrepareFallocate(int fd, long offset, long length) => SqeWriter.Fallocate(ref Sqe, fd, 0, (ulong)offset, (ulong)length);
+
+    /// <summary>ftruncate to <paramref name="length"/>.</summary>
+    public void PrepareFtruncate(int fd, long length) => SqeWriter.Ftruncate(ref Sqe, fd, (ulong)length);
+
     public override CqeAction OnCqe(in IoUringCqe cqe)
     {
         int res = cqe.Res;

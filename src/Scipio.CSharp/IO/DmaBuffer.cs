@@ -1,0 +1,83 @@
+using System.Buffers;
+using Scipio.Interop;
+
+namespace Scipio.IO;
+
+/// <summary>Memory for O_DIRECT I/O: page-aligned native memory that never moves, pooled per shard by size.
+/// <see cref="DmaFile.AllocateBuffer"/> hands one out; <see cref="DmaFile.ReadAtAsync(long, int, CancellationToken)"/>
+/// returns one holding exactly the bytes asked for. Dispose it to give it back.</summary>
+/// <remarks>Using a buffer after <see cref="Dispose"/> throws <see cref="ObjectDisposedException"/>. A buffer given
+/// to a read or write must not be disposed until that operation's await returns (the kernel uses it until then).
+/// Disposed on its shard it goes back to that shard's pool; elsewhere its memory is freed.</remarks>
+public sealed class DmaBuffer : IMemoryOwner<byte>
+{
+    private AlignedMemory? _block;
+    private readonly int _start;
+
+    internal DmaBuffer(AlignedMemory block, int start, int length)
+    {
+        _block = block;
+        _start = start;
+        Length = length;
+    }
+
+    /// <summary>The buffer's bytes.</summary>
+    /// <exception cref="ObjectDisposedException">The buffer was disposed.</exception>
+    public Memory<byte> Memory => Block.Memory.Slice(_start, Length);
+
+    /// <summary>The buffer's bytes, as a span.</summary>
+    /// <exception cref="ObjectDisposedException">The buffer was disposed.</exception>
+    public Span<byte> Span => Block.GetSpan().Slice(_start, Length);
+
+    /// <summary>The number of bytes.</summary>
+    public int Length { get; }
+
+    /// <summary>Where the bytes start, for an SQE: aligned when the buffer came from <see cref="DmaFile.AllocateBuffer"/>.</summary>
+    internal nint Address => Block.Address + _start;
+
+    private AlignedMemory Block => _block ?? throw new ObjectDisposedException(nameof(DmaBuffer), "This DmaBuffer was disposed: its memory went back to the pool.");
+
+    /// <summary>Gives the memory back (to the shard's pool, on its shard). Disposing twice does nothing.</summary>
+    public void Dispose()
+    {
+        var block = _block;
+        if (block is null) return;
+        _block = null;
+        DmaBufferPool.Return(block);
+    }
+}
+
+/// <summary>A shard's pool of aligned blocks, one free list per power-of-two size from a page to 4 MiB; larger
+/// blocks are not pooled. Per thread (a shard's), so it takes no lock.</summary>
+internal static class DmaBufferPool
+{
+    private const int MaxPooled = 4 << 20;
+    private const int KeepPerClass = 32;
+
+    [ThreadStatic] private static Stack<AlignedMemory>?[]? t_free;
+
+    /// <summary>A block of at least <paramref name="capacity"/> bytes.</summary>
+    public static AlignedMemory Rent(int capacity)
+    {
+        int size = SizeClass(capacity);
+        if (size > MaxPooled) return new AlignedMemory(capacity);
+        var free = t_free?[System.Numerics.BitOperations.Log2((uint)size)];
+        return free is { Count: > 0 } ? free.Pop() : new AlignedMemory(size);
+    }
+
+    public static void Return(AlignedMemory block)
+    {
+        int size = block.Capacity;
+        if (size > MaxPooled || !System.Numerics.BitOperations.IsPow2(size) || Runtime.ShardExecutor.Current is null)
+        {
+            block.Free();
+            return;
+        }
+        var free = (t_free ??= new Stack<AlignedMemory>?[32])[System.Numerics.BitOperations.Log2((uint)size)] ??= new Stack<AlignedMemory>();
+        if (free.Count < KeepPerClass) free.Push(block);
+        else block.Free();
+    }
+
+    private static int SizeClass(int capacity) =>
+        capacity <= AlignedMemory.PageSize ? AlignedMemory.PageSize : (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity);
+}

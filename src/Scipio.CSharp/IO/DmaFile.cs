@@ -1,0 +1,274 @@
+using Scipio.Interop;
+using Scipio.Ring;
+using Scipio.Runtime;
+
+namespace Scipio.IO;
+
+/// <summary>A file opened with O_DIRECT: reads and writes go between the device and <see cref="DmaBuffer"/>s,
+/// bypassing the page cache — what storage engines (logs, B-trees, caches) want. Every operation goes through the
+/// shard's ring: to the poll ring where the device completes by polling (NVMe), to the main ring otherwise.</summary>
+/// <remarks>O_DIRECT needs offsets, lengths and buffer addresses aligned to <see cref="Alignment"/> (the device's
+/// logical block size). The zero-copy <see cref="ReadAtAsync(DmaBuffer, long, CancellationToken)"/> and
+/// <see cref="WriteAtAsync"/> check that and throw <see cref="ArgumentException"/> naming it;
+/// <see cref="ReadAtAsync(long, int, CancellationToken)"/> takes any offset and length and aligns for you. A file
+/// belongs to the shard that opened it. The descriptor is owned by a SafeHandle: a file never disposed is closed by
+/// the finalizer.</remarks>
+public sealed class DmaFile : IAsyncDisposable
+{
+    private readonly ShardExecutor _owner;
+    private readonly FileDescriptor _fd;
+    private readonly ulong _device;
+
+    private DmaFile(ShardExecutor owner, FileDescriptor fd, string path, int alignment, ulong device)
+    {
+        _owner = owner;
+        _fd = fd;
+        Path = path;
+        Alignment = alignment;
+        _device = device;
+    }
+
+    /// <summary>The file's full path.</summary>
+    public string Path { get; }
+
+    /// <summary>The alignment O_DIRECT needs here, in bytes: the file system's <c>stx_dio_offset_align</c> where the
+    /// kernel reports it (6.1+), else the device's logical block size from sysfs, else 512.</summary>
+    public int Alignment { get; }
+
+    /// <summary>Opens an existing file for reading.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static ValueTask<DmaFile> OpenAsync(string path, CancellationToken cancellationToken = default) =>
+        OpenAsync(path, FileMode.Open, FileAccess.Read, cancellationToken);
+
+    /// <summary>Creates a file for reading and writing, truncating it if it exists.</summary>
+    public static ValueTask<DmaFile> CreateAsync(string path, CancellationToken cancellationToken = default) =>
+        OpenAsync(path, FileMode.Create, FileAccess.ReadWrite, cancellationToken);
+
+    /// <summary>Opens or creates a file with O_DIRECT as <paramref name="mode"/> and <paramref name="access"/> say.</summary>
+    /// <exception cref="ArgumentException">The path is empty, or the mode and access contradict each other, or the
+    /// mode is Append.</exception>
+    /// <exception cref="FileNotFoundException">Mode Open or Truncate and the file does not exist.</exception>
+    /// <exception cref="UnauthorizedAccessException">The path is a directory, or permission is denied.</exception>
+    /// <exception cref="KernelIOException">Another kernel error, such as EINVAL from a file system without O_DIRECT.</exception>
+    public static async ValueTask<DmaFile> OpenAsync(string path, FileMode mode, FileAccess access, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string full = System.IO.Path.GetFullPath(path);
+        int flags = OpenFlags.For(mode, access) | Libc.ODirect;
+        var executor = ShardExecutor.Require("DmaFile.OpenAsync");
+        cancellationToken.ThrowIfCancellationRequested();
+        var open = executor.Operations.RentPath().Start("open (O_DIRECT)", full, null, cancellationToken);
+        open.PrepareOpen(full, flags, OpenFlags.DefaultCreateMode);
+        executor.Submit(open);
+        int fd;
+        try { fd = await new ValueTask<int>(open, open.Version); }
+        catch (KernelIOException e) when (e.Errno is Errno.EISDIR or Errno.EINVAL)
+        {
+            // O_DIRECT on a directory is EINVAL on ext4 and EISDIR for writing; EINVAL otherwise means the file system
+            // cannot do O_DIRECT at all. Telling them apart is worth a stat on this error path.
+            if (Directory.Exists(full))
+                throw new UnauthorizedAccessException($"Access to the path '{full}' is denied: it is a directory. DmaFile opens files.", e) { HResult = Errno.EISDIR };
+            throw new KernelIOException($"open (O_DIRECT) '{full}' failed: EINVAL (22). The file system refuses O_DIRECT here; use BufferedFile, or put the file on a file system that supports direct I/O (ext4, XFS).", Errno.EINVAL);
+        }
+        var handle = new FileDescriptor(fd);
+        try
+        {
+            var stat = executor.Operations.RentPath().Start("statx", full, handle, default);
+            stat.PrepareStatx(fd, PathOperation.StatxField.DioAlign);
+            executor.Submit(stat);
+            long dio = await new ValueTask<long>(stat, stat.Version);
+            ulong device = Files.DeviceKey(fd);
+            int alignment = (int)(uint)dio is > 0 and var a ? a : LogicalBlockSize(device);
+            return new DmaFile(executor, handle, full, alignment, device);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    private static int LogicalBlockSize(ulong device)
+    {
+        uint major = (uint)(device >> 32), minor = (uint)device;
+        foreach (var path in new[] { $"/sys/dev/block/{major}:{minor}/queue/logical_block_size", $"/sys/dev/block/{major}:{minor}/../queue/logical_block_size" })
+        {
+            try { if (int.TryParse(File.ReadAllText(path).Trim(), out int size) && size > 0) return size; }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return 512;
+    }
+
+    /// <summary>A buffer for this file's I/O: <paramref name="length"/> rounded up to <see cref="Alignment"/>,
+    /// page aligned, from the shard's pool.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is not 1 byte to 1 GiB.</exception>
+    public DmaBuffer AllocateBuffer(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, 1 << 30);
+        int aligned = AlignUp(length);
+        return new DmaBuffer(DmaBufferPool.Rent(aligned), 0, aligned);
+    }
+
+    /// <summary>Reads into <paramref name="buffer"/> at <paramref name="offset"/>, zero-copy; returns the bytes read
+    /// (fewer at the end of the file, 0 at or past it).</summary>
+    /// <exception cref="ArgumentException">The offset, the buffer's length or its address is not aligned to
+    /// <see cref="Alignment"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The file or the buffer was disposed.</exception>
+    public ValueTask<int> ReadAtAsync(DmaBuffer buffer, long offset, CancellationToken cancellationToken = default)
+    {
+        var op = Begin("read (O_DIRECT)", buffer, offset, cancellationToken);
+        if (op is null) return ValueTask.FromCanceled<int>(cancellationToken);
+        op.PrepareRead(_fd.Fd, buffer.Address, buffer.Length, offset);
+        _owner.Submit(op);
+        return new ValueTask<int>(op, op.Version);
+    }
+
+    /// <summary>Writes all of <paramref name="buffer"/> at <paramref name="offset"/>, zero-copy.</summary>
+    /// <exception cref="ArgumentException">The offset, the buffer's length or its address is not aligned to
+    /// <see cref="Alignment"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The file or the buffer was disposed.</exception>
+    public ValueTask WriteAtAsync(DmaBuffer buffer, long offset, CancellationToken cancellationToken = default)
+    {
+        var op = Begin("write (O_DIRECT)", buffer, offset, cancellationToken);
+        if (op is null) return ValueTask.FromCanceled(cancellationToken);
+        op.PrepareWrite(_fd.Fd, buffer.Memory, offset);
+        _owner.Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
+    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/>, any offset and length: the read
+    /// is aligned for you and the returned buffer holds exactly the bytes asked for — fewer only at the end of the
+    /// file. Dispose the buffer when done with it.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The offset is negative, or the length negative or over 1 GiB.</exception>
+    public async ValueTask<DmaBuffer> ReadAtAsync(long offset, int length, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, 1 << 30);
+        CheckUsable("read (O_DIRECT)");
+        long start = offset / Alignment * Alignment;
+        int skip = (int)(offset - start);
+        int span = AlignUp(skip + Math.Max(length, 1));
+        var block = DmaBufferPool.Rent(span);
+        var whole = new DmaBuffer(block, 0, span);
+        int read;
+        try { read = await ReadAtAsync(whole, start, cancellationToken); }
+        catch
+        {
+            whole.Dispose();
+            throw;
+        }
+        return new DmaBuffer(block, skip, Math.Clamp(read - skip, 0, length));
+    }
+
+    /// <summary>Makes written data durable: fdatasync through the ring.</summary>
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        var op = Rent("flush (fdatasync)", cancellationToken);
+        if (op is null) return ValueTask.FromCanceled(cancellationToken);
+        op.PrepareFsync(_fd.Fd, dataOnly: true);
+        _owner.Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
+    /// <summary>The file's length in bytes (statx through the ring).</summary>
+    public ValueTask<long> GetLengthAsync(CancellationToken cancellationToken = default)
+    {
+        CheckUsable("statx");
+        if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<long>(cancellationToken);
+        var op = _owner.Operations.RentPath().Start("statx", Path, _fd, cancellationToken);
+        op.PrepareStatx(_fd.Fd, PathOperation.StatxField.Size);
+        _owner.Submit(op);
+        return new ValueTask<long>(op, op.Version);
+    }
+
+    /// <summary>Sets the file's length: through the ring (IORING_OP_FTRUNCATE) where the kernel has it (6.9+), else on
+    /// a helper thread.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
+    public async ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        CheckUsable("ftruncate");
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_owner.Backend is IoUringBackend uring && uring.Main.Ring.Supports(Opcode.Ftruncate))
+        {
+            var op = _owner.Operations.RentReadWrite().Start("ftruncate", Path, _fd, cancellationToken);
+            op.PrepareFtruncate(_fd.Fd, length);
+            _owner.Submit(op);
+            await new ValueTask(op, op.Version);
+            return;
+        }
+        int fd = _fd.Fd;
+        int errno = await Shard.SpawnBlocking(() => Libc.Ftruncate(fd, length) == 0 ? 0 : Libc.LastErrno);
+        if (errno != 0) throw Errno.ToException(errno, "ftruncate", Path);
+    }
+
+    /// <summary>Reserves <paramref name="length"/> bytes of disk at <paramref name="offset"/> (fallocate through the
+    /// ring): later writes there do not fail for lack of space, and the file grows to cover the range.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The offset is negative or the length not positive.</exception>
+    public ValueTask PreallocateAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        var op = Rent("fallocate", cancellationToken);
+        if (op is null) return ValueTask.FromCanceled(cancellationToken);
+        op.PrepareFallocate(_fd.Fd, offset, length);
+        _owner.Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
+    /// <summary>Cancels the file's pending operations and closes it through the ring. Later calls throw
+    /// <see cref="ObjectDisposedException"/>; disposing twice does nothing.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_fd.IsClosed) return;
+        CheckShard("DmaFile.DisposeAsync");
+        int fd = _fd.Fd;
+        _fd.SetHandleAsInvalid();
+        _owner.Backend.CancelDescriptor(fd);
+        var op = _owner.Operations.RentReadWrite().Start("close", Path, null, default);
+        op.PrepareClose(fd);
+        _owner.Submit(op);
+        await new ValueTask(op, op.Version);
+    }
+
+    private ReadWriteOperation? Begin(string what, DmaBuffer buffer, long offset, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        if (offset % Alignment != 0 || buffer.Length % Alignment != 0 || buffer.Address % Alignment != 0)
+            throw new ArgumentException(
+                $"O_DIRECT needs offsets, lengths and buffers aligned to {Alignment} bytes on this file; got offset {offset}, length {buffer.Length}. " +
+                "Use AllocateBuffer for buffers, or ReadAtAsync(offset, length) for any range.", nameof(offset));
+        var op = Rent(what, ct);
+        op?.SetDirect(_device);
+        return op;
+    }
+
+    private ReadWriteOperation? Rent(string what, CancellationToken ct)
+    {
+        CheckUsable(what);
+        return ct.IsCancellationRequested ? null : _owner.Operations.RentReadWrite().Start(what, Path, _fd, ct);
+    }
+
+    private int AlignUp(int length) => (int)((length + (long)Alignment - 1) / Alignment * Alignment);
+
+    private void CheckUsable(string what)
+    {
+        CheckShard(what);
+        if (_fd.IsClosed) ThrowHelper.ThrowObjectDisposed($"DmaFile '{Path}'");
+    }
+
+    private void CheckShard(string what)
+    {
+        var current = ShardExecutor.Current;
+        if (current == _owner) return;
+        if (current is null) ThrowHelper.ThrowNotOnShard($"DmaFile {what}");
+        throw new InvalidOperationException($"DmaFile '{Path}' belongs to shard {_owner.Id}; {what} was called on shard {current.Id}. Use the file on the shard that opened it.");
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"DmaFile '{Path}' (alignment {Alignment})";
+}
