@@ -11,6 +11,7 @@ let tests =
           RingBookTests.tests
           AffinityTests.tests
           PoolPlacementTests.tests
+          ReadPlanTests.tests
           LoopTests.tests
           RoutingTests.tests
           SimulationTests.tests
