@@ -25,6 +25,7 @@ let tests =
         ChannelTests.tests
         SyncTests.tests
         ModelTests.tests
+        FileSystemTests.tests
     ]
 
 [<EntryPoint>]

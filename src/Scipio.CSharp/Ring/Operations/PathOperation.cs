@@ -25,6 +25,8 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         Size,
         /// <summary>stx_mode (file type and permissions).</summary>
         Mode,
+        /// <summary>The whole struct, copied into a <see cref="StatxCopy"/>; the result is 0.</summary>
+        Whole,
     }
 
     /// <summary>Starts a use; then one Prepare* and submit.</summary>
@@ -82,7 +84,8 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         if (result >= 0 && _field != StatxField.None)
         {
             ref readonly Statx stx = ref *(Statx*)_scratch;
-            result = _field == StatxField.Size ? (long)stx.Size : stx.Mode;
+            if (_field == StatxField.Whole) _copy!.Value = stx;
+            else result = _field == StatxField.Size ? (long)stx.Size : stx.Mode;
         }
         Complete(result);
         return CqeAction.Complete;
@@ -94,6 +97,7 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
     {
         base.Reset();
         _field = StatxField.None;
+        _copy = null;
     }
 
     /// <summary>Frees the scratch memory: the pool dropped the operation.</summary>
@@ -122,4 +126,41 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         }
         return _scratch;
     }
+
+    private StatxCopy? _copy;
+
+    /// <summary>unlinkat(AT_FDCWD, path, flags): a file, or an empty directory with AT_REMOVEDIR.</summary>
+    public void PrepareUnlink(string path, int flags)
+    {
+        byte* p = Scratch(PathBytes(path));
+        WritePath(path, p);
+        SqeWriter.UnlinkAt(ref Sqe, Libc.AtFdCwd, (ulong)p, flags);
+    }
+
+    /// <summary>mkdirat(AT_FDCWD, path, mode).</summary>
+    public void PrepareMkdir(string path, uint mode)
+    {
+        byte* p = Scratch(PathBytes(path));
+        WritePath(path, p);
+        SqeWriter.MkdirAt(ref Sqe, Libc.AtFdCwd, (ulong)p, mode);
+    }
+
+    /// <summary>statx(AT_FDCWD, path, flags, <paramref name="mask"/>): the whole struct is copied into
+    /// <paramref name="copy"/> when the CQE arrives, before the awaiter runs; the result is 0.</summary>
+    public void PrepareStatx(string path, int flags, uint mask, StatxCopy copy)
+    {
+        byte* p = Scratch(StatxBytes + PathBytes(path)); // the buffer, then the path
+        new Span<byte>(p, StatxBytes).Clear();
+        WritePath(path, p + StatxBytes);
+        _field = StatxField.Whole;
+        _copy = copy;
+        SqeWriter.Statx(ref Sqe, Libc.AtFdCwd, (ulong)(p + StatxBytes), flags, mask, (ulong)p);
+    }
+}
+
+/// <summary>Where a whole-statx use of a <see cref="PathOperation"/> leaves the struct: the operation goes back to its
+/// pool when its result is read, so what the caller needs outlives it here.</summary>
+internal sealed class StatxCopy
+{
+    public Statx Value;
 }
