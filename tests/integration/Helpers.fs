@@ -147,6 +147,9 @@ module Libc =
     [<DllImport("libc", SetLastError = true)>]
     extern int gettid()
 
+    [<DllImport("libc")>]
+    extern uint32 getuid()
+
     /// Whether thread `tid` of this process is blocked in io_uring_enter (syscall 426 on x86-64 and arm64), read
     /// from /proc: a parked shard, seen from outside without waking it.
     let isInIoUringEnter (tid: int) =

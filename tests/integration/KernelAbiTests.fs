@@ -127,6 +127,17 @@ let private structs =
                 "MtimeNsec", 120
                 "DevMajor", 136
                 "DevMinor", 140
+                "LinkCount", 16
+                "Uid", 20
+                "Gid", 24
+                "AtimeSec", 64
+                "AtimeNsec", 72
+                "BtimeSec", 80
+                "BtimeNsec", 88
+                "CtimeSec", 96
+                "CtimeNsec", 104
+                "RdevMajor", 128
+                "RdevMinor", 132
             ]
     ]
 
@@ -145,6 +156,11 @@ let private constants =
         Expect.equal (byte Opcode.RenameAt) 35uy "IORING_OP_RENAMEAT"
         Expect.equal (byte Opcode.LinkAt) 39uy "IORING_OP_LINKAT"
         Expect.equal (byte Opcode.MsgRing) 40uy "IORING_OP_MSG_RING"
+        Expect.equal (byte Opcode.UnlinkAt) 36uy "IORING_OP_UNLINKAT"
+        Expect.equal (byte Opcode.MkdirAt) 37uy "IORING_OP_MKDIRAT"
+        Expect.equal Statx.MaskBtime 0x800u "STATX_BTIME"
+        Expect.equal Libc.AtRemoveDir 0x200 "AT_REMOVEDIR"
+        Expect.equal Libc.RenameNoReplace 1u "RENAME_NOREPLACE"
         Expect.equal (uint SetupFlags.CqSize) 8u "IORING_SETUP_CQSIZE"
         Expect.equal IoUringConst.TimeoutMultishot 64u "IORING_TIMEOUT_MULTISHOT"
         Expect.equal IoUringConst.AsyncCancelFd 2u "IORING_ASYNC_CANCEL_FD"

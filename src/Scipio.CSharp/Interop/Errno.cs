@@ -30,7 +30,7 @@ internal static class Errno
     {
         ENOENT => "Check that the path exists, or create it first.",
         EACCES or EPERM => "Check the file's permissions and the process's user.",
-        EEXIST => "The file already exists: open it instead, or delete it first.",
+        EEXIST => "The path already exists: use what is there, or delete it first.",
         EISDIR => "The path is a directory; pass a file's path.",
         ENOTDIR => "A component of the path is not a directory.",
         EMFILE or ENFILE => "Too many open files: close some, or raise the limit (ulimit -n).",
@@ -40,6 +40,7 @@ internal static class Errno
         EINVAL => "The kernel rejected an argument of the operation.",
         ENAMETOOLONG => "Shorten the path.",
         ECANCELED => "It was canceled: its file was closed, or its shard stopped.",
+        ENOTEMPTY => "The directory is not empty: delete what is in it first.",
         _ => "",
     };
 

@@ -22,6 +22,8 @@ internal static unsafe partial class Libc
 
     public const int ORdonly = 0, OWronly = 1, ORdwr = 2, OCreat = 0x40, OExcl = 0x80, OTrunc = 0x200,
         OAppend = 0x400, OCloexec = 0x80000, ODirect = 0x4000;
+    public const int ODirectory = 0x10000, AtSymlinkNoFollow = 0x100, AtRemoveDir = 0x200;
+    public const uint RenameNoReplace = 1;
 
     // glibc's syscall() is a plain register shuffle; passing every argument as a long matches the ABI.
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]

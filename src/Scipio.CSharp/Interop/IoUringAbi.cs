@@ -59,6 +59,8 @@ internal enum Opcode : byte
     LinkAt = 39,
     MsgRing = 40,
     Ftruncate = 55,
+    UnlinkAt = 36,
+    MkdirAt = 37,
 }
 
 internal static class IoUringConst
@@ -208,4 +210,18 @@ internal struct Statx
     [FieldOffset(152)] public uint DioMemAlign;
     /// <summary>Required alignment of O_DIRECT file offsets and lengths (STATX_DIOALIGN, 6.1); 0 when not supported.</summary>
     [FieldOffset(156)] public uint DioOffsetAlign;
+
+    // The rest of what FileSystem.GetInfoAsync reports (STATX_BASIC_STATS | STATX_BTIME).
+    public const uint MaskBasicStats = 0x7FF, MaskBtime = 0x800;
+    [FieldOffset(16)] public uint LinkCount;
+    [FieldOffset(20)] public uint Uid;
+    [FieldOffset(24)] public uint Gid;
+    [FieldOffset(64)] public long AtimeSec;
+    [FieldOffset(72)] public uint AtimeNsec;
+    [FieldOffset(80)] public long BtimeSec;
+    [FieldOffset(88)] public uint BtimeNsec;
+    [FieldOffset(96)] public long CtimeSec;
+    [FieldOffset(104)] public uint CtimeNsec;
+    [FieldOffset(128)] public uint RdevMajor;
+    [FieldOffset(132)] public uint RdevMinor;
 }

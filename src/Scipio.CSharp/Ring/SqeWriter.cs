@@ -187,4 +187,23 @@ internal static class SqeWriter
         sqe.Fd = fd;
         sqe.Off = length; // the new length travels in off
     }
+
+    /// <summary>unlinkat(dirFd, path, flags): a file, or with AT_REMOVEDIR an empty directory. The path must stay
+    /// valid until completion.</summary>
+    public static void UnlinkAt(ref IoUringSqe sqe, int dirFd, ulong path, int flags)
+    {
+        sqe.Opcode = Opcode.UnlinkAt;
+        sqe.Fd = dirFd;
+        sqe.Addr = path;
+        sqe.OpFlags = (uint)flags; // unlink_flags
+    }
+
+    /// <summary>mkdirat(dirFd, path, mode); the kernel applies the umask. The path must stay valid until completion.</summary>
+    public static void MkdirAt(ref IoUringSqe sqe, int dirFd, ulong path, uint mode)
+    {
+        sqe.Opcode = Opcode.MkdirAt;
+        sqe.Fd = dirFd;
+        sqe.Addr = path;
+        sqe.Len = mode; // the mode travels in len
+    }
 }

@@ -27,6 +27,8 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         Mode,
         /// <summary>stx_dio_offset_align in the low 32 bits and stx_dio_mem_align in the high 32 (0: not reported).</summary>
         DioAlign,
+        /// <summary>The whole struct, copied into a <see cref="StatxCopy"/>; the result is 0.</summary>
+        Whole,
     }
 
     /// <summary>Starts a use; then one Prepare* and submit.</summary>
@@ -89,12 +91,14 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         if (result >= 0 && _field != StatxField.None)
         {
             ref readonly Statx stx = ref *(Statx*)_scratch;
-            result = _field switch
-            {
-                StatxField.Size => (long)stx.Size,
-                StatxField.DioAlign => stx.DioOffsetAlign | ((long)stx.DioMemAlign << 32),
-                _ => stx.Mode,
-            };
+            if (_field == StatxField.Whole) _copy!.Value = stx;
+            else
+                result = _field switch
+                {
+                    StatxField.Size => (long)stx.Size,
+                    StatxField.DioAlign => stx.DioOffsetAlign | ((long)stx.DioMemAlign << 32),
+                    _ => stx.Mode,
+                };
         }
         Complete(result);
         return CqeAction.Complete;
@@ -106,6 +110,7 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
     {
         base.Reset();
         _field = StatxField.None;
+        _copy = null;
     }
 
     /// <summary>Frees the scratch memory: the pool dropped the operation.</summary>
@@ -134,4 +139,41 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
         }
         return _scratch;
     }
+
+    private StatxCopy? _copy;
+
+    /// <summary>unlinkat(AT_FDCWD, path, flags): a file, or an empty directory with AT_REMOVEDIR.</summary>
+    public void PrepareUnlink(string path, int flags)
+    {
+        byte* p = Scratch(PathBytes(path));
+        WritePath(path, p);
+        SqeWriter.UnlinkAt(ref Sqe, Libc.AtFdCwd, (ulong)p, flags);
+    }
+
+    /// <summary>mkdirat(AT_FDCWD, path, mode).</summary>
+    public void PrepareMkdir(string path, uint mode)
+    {
+        byte* p = Scratch(PathBytes(path));
+        WritePath(path, p);
+        SqeWriter.MkdirAt(ref Sqe, Libc.AtFdCwd, (ulong)p, mode);
+    }
+
+    /// <summary>statx(AT_FDCWD, path, flags, <paramref name="mask"/>): the whole struct is copied into
+    /// <paramref name="copy"/> when the CQE arrives, before the awaiter runs; the result is 0.</summary>
+    public void PrepareStatx(string path, int flags, uint mask, StatxCopy copy)
+    {
+        byte* p = Scratch(StatxBytes + PathBytes(path)); // the buffer, then the path
+        new Span<byte>(p, StatxBytes).Clear();
+        WritePath(path, p + StatxBytes);
+        _field = StatxField.Whole;
+        _copy = copy;
+        SqeWriter.Statx(ref Sqe, Libc.AtFdCwd, (ulong)(p + StatxBytes), flags, mask, (ulong)p);
+    }
+}
+
+/// <summary>Where a whole-statx use of a <see cref="PathOperation"/> leaves the struct: the operation goes back to its
+/// pool when its result is read, so what the caller needs outlives it here.</summary>
+internal sealed class StatxCopy
+{
+    public Statx Value;
 }
