@@ -60,7 +60,7 @@ type ReadPlan =
 module ReadPlan =
     /// The aligned span covering `length` bytes from `offset`: the offset rounded down to `alignment` (a power of
     /// two) and the length that reaches the end rounded up. A zero-length range covers nothing: its span is empty,
-    /// at the offset rounded down.
+    /// at the offset rounded down. `offset` must not be negative.
     /// Throws ArgumentOutOfRangeException when the span is longer than Int32.MaxValue.
     let aligned (alignment: int) (offset: int64) (length: int) : struct (int64 * int) =
         let mask = int64 alignment - 1L
@@ -88,7 +88,9 @@ module ReadPlan =
             invalidArg "limits" $"Alignment must be a power of two, at least 512; it is {a}."
 
         if limits.MaxRequest < a || limits.MaxRequest % a <> 0 then
-            invalidArg "limits" $"MaxRequest must be a positive multiple of the alignment ({a}); it is {limits.MaxRequest}."
+            invalidArg
+                "limits"
+                $"MaxRequest must be a positive multiple of the alignment ({a}); it is {limits.MaxRequest}."
 
         // Written so that NaN fails too.
         if not (limits.MaxAmplification >= 1.0) then
@@ -109,10 +111,12 @@ module ReadPlan =
     /// and duplicate requests share a read unless it is full or too long, and gaps are read through only as far as
     /// MaxAmplification allows. Each read is exactly the span covering its requests.
     ///
-    /// A request whose aligned span is longer than MaxRequest gets a read of that span (the device splits it), which
-    /// also serves the requests that follow it and lie within that span, up to MaxMerge; no read is longer than
-    /// MaxRequest otherwise. Reads may overlap only where no read within the limits could serve both: when the
-    /// earlier read is full (MaxMerge) or the span covering both is longer than MaxRequest.
+    /// A request whose aligned span is longer than MaxRequest gets a read of that span (the kernel's block layer
+    /// splits it), which also serves the requests after it in that order that lie within that span, up to MaxMerge;
+    /// no read is longer than MaxRequest otherwise. A device read overlaps the one before it only when that one is
+    /// full (MaxMerge) or the span covering both is longer than MaxRequest; so requests that lie within one block
+    /// each get disjoint reads while MaxMerge does not bind. The plan knows nothing of the file's size: a read past
+    /// the end comes back short, and the shell gives each request the bytes that exist.
     ///
     /// Zero-length requests are served by one empty read (Offset 0, Length 0) that comes first; MaxMerge does not
     /// apply to it. The shell issues no I/O for it.
@@ -130,10 +134,14 @@ module ReadPlan =
             let r = requests[i]
 
             if r.Offset < 0L || r.Length < 0 then
-                invalidArg "requests" $"Request {i} ({r.Length} bytes at {r.Offset}): offset and length must not be negative."
+                invalidArg
+                    "requests"
+                    $"Request {i} ({r.Length} bytes at {r.Offset}): offset and length must not be negative."
 
             if r.Offset > Int64.MaxValue - int64 r.Length - int64 limits.Alignment then
-                invalidArg "requests" $"Request {i} ({r.Length} bytes at {r.Offset}) ends beyond the largest file offset."
+                invalidArg
+                    "requests"
+                    $"Request {i} ({r.Length} bytes at {r.Offset}) ends beyond the largest file offset."
 
             let struct (start, span) = aligned limits.Alignment r.Offset r.Length
             starts[i] <- start
