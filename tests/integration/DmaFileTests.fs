@@ -83,6 +83,51 @@ let tests =
                     let expected = if available = 0 then [||] else content[int offset .. int offset + available - 1]
                     Expect.equal got expected $"bytes at {offset}, length {length}")
 
+        testPropertyWithConfig
+            { FsCheckConfig.defaultConfig with maxTest = 60 }
+            "ReadManyAsync returns what the ranges hold, in the order asked, merged or not"
+        <| fun (raw: (uint32 * uint16) list) (amplification: bool) (inFlight: byte) ->
+            withTempDir (fun dir ->
+                let path = Path.Combine(dir, "many.bin")
+                let content = randomBytes 11 ((1 <<< 20) + 777)
+                File.WriteAllBytes(path, content)
+                // Clustered offsets (merges happen) with duplicates, overlaps, empty ranges and ranges past the end.
+                let ranges =
+                    raw
+                    |> List.map (fun (o, l) -> FileRange(int64 (o % uint32 (content.Length + 5000)), int (l % 20000us)))
+                    |> fun rs -> rs @ List.truncate 3 rs
+
+                let options =
+                    ReadManyOptions(
+                        MaxReadAmplification = (if amplification then 4.0 else 1.0),
+                        MaxInFlight = 1 + int inFlight % 8
+                    )
+
+                let results =
+                    runShard (fun () ->
+                        task {
+                            let! file = DmaFile.OpenAsync path
+                            let got = ResizeArray()
+                            let e = file.ReadManyAsync(ranges, options).GetAsyncEnumerator()
+
+                            while! e.MoveNextAsync() do
+                                got.Add(e.Current.Range, e.Current.Buffer.Span.ToArray())
+                                e.Current.Buffer.Dispose()
+
+                            do! e.DisposeAsync()
+                            do! file.DisposeAsync()
+                            return got.ToArray()
+                        })
+
+                Expect.equal (results |> Array.map fst |> List.ofArray) ranges "one result per range, in the order asked"
+
+                for range, bytes in results do
+                    let available = max 0 (min range.Length (content.Length - int range.Offset))
+                    let expected = if available = 0 then ReadOnlySpan<byte>.Empty else ReadOnlySpan(content, int range.Offset, available)
+                    // A span compare: Expecto's structural equality on large arrays takes seconds.
+                    if not (ReadOnlySpan<byte>(bytes).SequenceEqual expected) then
+                        failtestf "the bytes of %A: %d read, %d expected, or different" range bytes.Length available)
+
         test "unaligned zero-copy I/O is refused, naming the alignment; a disposed buffer cannot be used" {
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "unaligned.bin")

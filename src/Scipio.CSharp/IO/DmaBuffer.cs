@@ -78,6 +78,15 @@ internal static class DmaBufferPool
         else block.Free();
     }
 
+    /// <summary>Frees the calling shard's pooled blocks (the shard is stopping: its thread's pool would leak them).</summary>
+    public static void ReleaseAll()
+    {
+        if (t_free is not { } classes) return;
+        foreach (var free in classes)
+            while (free is { Count: > 0 }) free.Pop().Free();
+        t_free = null;
+    }
+
     private static int SizeClass(int capacity) =>
         capacity <= AlignedMemory.PageSize ? AlignedMemory.PageSize : (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity);
 }

@@ -163,6 +163,113 @@ public sealed class DmaFile : IAsyncDisposable
         return new DmaBuffer(block, skip, Math.Clamp(read - skip, 0, length));
     }
 
+    /// <summary>Reads many ranges, merging adjacent, overlapping and duplicate ones into fewer aligned reads (up to
+    /// the device's largest request and a read-amplification limit, a plan the core makes), with up to
+    /// <see cref="ReadManyOptions.MaxInFlight"/> reads in flight. Results come in the order of
+    /// <paramref name="ranges"/>, each a buffer of exactly its bytes (shorter only at the end of the file).</summary>
+    /// <remarks>A range served alone gets the read's own buffer (no copy); ranges that share a read get copies of
+    /// their bytes. Stopping the enumeration early waits for the reads in flight (the kernel owns their buffers until
+    /// then) and releases everything not yet handed out; buffers already handed out are yours to dispose.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">A range has a negative offset or length.</exception>
+    public async IAsyncEnumerable<DmaReadResult> ReadManyAsync(
+        IEnumerable<FileRange> ranges,
+        ReadManyOptions? options = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ranges);
+        options ??= new ReadManyOptions();
+        CheckUsable("ReadManyAsync");
+        var input = ranges.ToArray();
+        var spans = new Core.FileSpan[input.Length];
+        for (int i = 0; i < input.Length; i++)
+        {
+            if (input[i].Offset < 0 || input[i].Length < 0)
+                throw new ArgumentOutOfRangeException(nameof(ranges), input[i], "A range's offset and length cannot be negative.");
+            spans[i] = new Core.FileSpan(input[i].Offset, input[i].Length);
+        }
+        int maxRequest = Math.Max(Alignment, (options.MaxMergedSize ?? MaxDeviceRequest()) / Alignment * Alignment);
+        var plan = Core.ReadPlanModule.plan(new Core.ReadPlanLimits(Alignment, maxRequest, options.MaxReadAmplification, 1024), spans);
+        var results = new DmaBuffer?[input.Length];
+        var inFlight = new Queue<(int Read, AlignedMemory Block, ValueTask<int> Pending)>();
+        int issued = 0, next = 0;
+        try
+        {
+            while (next < input.Length)
+            {
+                while (issued < plan.Reads.Length && inFlight.Count < options.MaxInFlight)
+                {
+                    var read = plan.Reads[issued];
+                    var block = DmaBufferPool.Rent(Math.Max(read.Length, 1));
+                    inFlight.Enqueue((issued, block, read.Length == 0
+                        ? ValueTask.FromResult(0)
+                        : ReadAtAsync(new DmaBuffer(block, 0, read.Length), read.Offset, cancellationToken)));
+                    issued++;
+                }
+                if (results[next] is null)
+                {
+                    var (r, block, pending) = inFlight.Dequeue();
+                    int bytes;
+                    try { bytes = await pending; }
+                    catch
+                    {
+                        DmaBufferPool.Return(block);
+                        throw;
+                    }
+                    Distribute(plan, plan.Reads[r], block, bytes, input, results);
+                    continue;
+                }
+                var result = results[next]!;
+                results[next] = null;
+                yield return new DmaReadResult(input[next++], result);
+            }
+        }
+        finally
+        {
+            while (inFlight.Count > 0)
+            {
+                var (_, block, pending) = inFlight.Dequeue();
+                try { await pending; } catch (Exception) { /* its error has nobody to go to now */ }
+                DmaBufferPool.Return(block);
+            }
+            foreach (var left in results) left?.Dispose();
+        }
+    }
+
+    /// <summary>Hands the bytes of a finished read to the ranges it served: the read's own buffer to a lone range,
+    /// copies to ranges that share it (then the read's buffer goes back to the pool).</summary>
+    private static void Distribute(Core.ReadPlan plan, Core.PlannedRead read, AlignedMemory block, int bytes, FileRange[] input, DmaBuffer?[] results)
+    {
+        for (int k = read.First; k < read.First + read.Count; k++)
+        {
+            int index = plan.Order[k];
+            var range = input[index];
+            int skip = (int)(range.Offset - read.Offset);
+            int available = range.Length == 0 ? 0 : Math.Clamp(bytes - skip, 0, range.Length);
+            if (read.Count == 1)
+            {
+                results[index] = new DmaBuffer(block, Math.Max(skip, 0), available);
+                return;
+            }
+            var copy = DmaBufferPool.Rent(Math.Max(available, 1));
+            block.GetSpan().Slice(Math.Max(skip, 0), available).CopyTo(copy.GetSpan());
+            results[index] = new DmaBuffer(copy, 0, available);
+        }
+        DmaBufferPool.Return(block);
+    }
+
+    /// <summary>The device's largest request (sysfs max_sectors_kb), else 128 KiB.</summary>
+    private int MaxDeviceRequest()
+    {
+        uint major = (uint)(_device >> 32), minor = (uint)_device;
+        foreach (var path in new[] { $"/sys/dev/block/{major}:{minor}/queue/max_sectors_kb", $"/sys/dev/block/{major}:{minor}/../queue/max_sectors_kb" })
+        {
+            try { if (int.TryParse(File.ReadAllText(path).Trim(), out int kb) && kb > 0) return (int)Math.Min(kb * 1024L, 64 << 20); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return 128 << 10;
+    }
+
     /// <summary>Makes written data durable: fdatasync through the ring.</summary>
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {

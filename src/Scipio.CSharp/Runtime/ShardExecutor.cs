@@ -415,6 +415,7 @@ internal sealed class ShardExecutor : IDisposable
             SynchronizationContext.SetSynchronizationContext(null);
             Spawned.AbandonAll(fault);
             AbandonInbox(fault);
+            IO.DmaBufferPool.ReleaseAll();
         }
     }
 }
