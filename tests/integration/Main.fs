@@ -26,6 +26,7 @@ let tests =
         ChannelTests.tests
         SyncTests.tests
         ModelTests.tests
+        DmaStreamTests.tests
     ]
 
 [<EntryPoint>]
