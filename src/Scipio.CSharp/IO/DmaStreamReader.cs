@@ -283,6 +283,7 @@ public sealed class DmaStreamReader : Stream
     }
 
     /// <summary>Makes the head hold bytes not yet returned; false at the end of the file.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> FillHeadAsync()
     {
         if (_slots is null) Start();
@@ -334,6 +335,7 @@ public sealed class DmaStreamReader : Stream
 
     /// <summary>After a short aligned read: drops the read-ahead past it (waiting for it) and reads on from where
     /// the short read ended. At the end of the file, the next read comes back empty.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RestartAsync(Slot[] slots)
     {
         foreach (var slot in slots)

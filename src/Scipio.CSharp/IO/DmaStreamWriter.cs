@@ -167,6 +167,7 @@ public sealed class DmaStreamWriter : Stream
         return FlushCoreAsync().AsTask();
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FlushCoreAsync()
     {
         _busy = true;
@@ -358,6 +359,7 @@ public sealed class DmaStreamWriter : Stream
 
     /// <summary>Submits the full current buffer and moves to the next, waiting for that one's write if it is still
     /// in flight.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SubmitCurrentAsync(Slot[] slots)
     {
         var slot = slots[_current];
@@ -374,6 +376,7 @@ public sealed class DmaStreamWriter : Stream
         await CompleteAsync(slots[_current]);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask CompleteAsync(Slot slot)
     {
         if (!slot.InFlight) return;
