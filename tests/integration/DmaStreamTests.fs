@@ -311,7 +311,7 @@ let tests =
                 expectExn<InvalidOperationException> "a stream made off a shard" offShard |> ignore)
         }
 
-        test "a disposed stream throws ObjectDisposedException; synchronous reads, writes and a lossy Dispose say what to use" {
+        test "a disposed stream throws ObjectDisposedException; synchronous reads, writes and a lossy Dispose say what to use; one call at a time" {
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "disposed.bin")
 
@@ -334,6 +334,21 @@ let tests =
                             do! reader.DisposeAsync()
                             let! readAfter = thrownByTask (fun () -> task { return! reader.ReadAsync(Memory<byte>(Array.zeroCreate 1)) })
 
+                            // one operation at a time: a second call, or a dispose, while one is pending is refused
+                            let busyReader = new DmaStreamReader(file)
+                            let pendingRead = busyReader.ReadAsync(Memory<byte>(Array.zeroCreate 10)).AsTask()
+                            let secondRead = thrownBy (fun () -> busyReader.ReadAsync(Memory<byte>(Array.zeroCreate 10)))
+                            let! disposeWhileReading = thrownByTask (fun () -> task { do! busyReader.DisposeAsync() })
+                            let! _ = pendingRead
+                            do! busyReader.DisposeAsync()
+                            let busyWriter = new DmaStreamWriter(file, DmaStreamOptions(Position = 100L))
+                            do! busyWriter.WriteAsync(ReadOnlyMemory<byte>(Array.create 10 3uy))
+                            let pendingFlush = busyWriter.FlushAsync()
+                            let writeWhileFlushing = thrownBy (fun () -> busyWriter.WriteAsync(ReadOnlyMemory<byte>(Array.zeroCreate 1)))
+                            do! pendingFlush
+                            do! busyWriter.DisposeAsync()
+                            let busy = [ secondRead, "a second ReadAsync"; disposeWhileReading, "DisposeAsync during a read"; writeWhileFlushing, "WriteAsync during FlushAsync" ]
+
                             let lossy = new DmaStreamWriter(file)
                             do! lossy.WriteAsync(ReadOnlyMemory<byte>(Array.create 10 2uy))
                             let syncDispose = thrownBy (fun () -> lossy.Dispose())
@@ -345,10 +360,14 @@ let tests =
                             let! _ = cleanReader.ReadAsync(Memory<byte>(Array.zeroCreate 10)) // read-ahead in flight
                             cleanReader.Dispose()
                             do! file.DisposeAsync()
-                            return syncWrite, syncFlush, writeAfter, flushAfter, syncRead, n, readAfter, syncDispose
+                            return syncWrite, syncFlush, writeAfter, flushAfter, syncRead, n, readAfter, syncDispose, busy
                         })
 
-                let syncWrite, syncFlush, writeAfter, flushAfter, syncRead, n, readAfter, syncDispose = thrown
+                let syncWrite, syncFlush, writeAfter, flushAfter, syncRead, n, readAfter, syncDispose, busy = thrown
+
+                for thrown, what in busy do
+                    expectExn<InvalidOperationException> what thrown |> ignore
+
                 let e = expectExn<NotSupportedException> "a synchronous Write" syncWrite
                 Expect.stringContains e.Message "WriteAsync" "the message says what to use"
                 expectExn<NotSupportedException> "a synchronous Flush with bytes unflushed" syncFlush |> ignore

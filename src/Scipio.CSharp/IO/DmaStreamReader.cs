@@ -166,9 +166,11 @@ public sealed class DmaStreamReader : Stream
 
     /// <summary>Waits for the read-ahead still in flight and gives the buffers back to the shard's pool. The file
     /// stays open. Later calls throw <see cref="ObjectDisposedException"/>; disposing twice does nothing.</summary>
+    /// <exception cref="InvalidOperationException">A read on this reader is still pending.</exception>
     public override async ValueTask DisposeAsync()
     {
         if (_disposed) return;
+        if (_busy) throw new InvalidOperationException("A read on this DmaStreamReader is still pending: await it before disposing.");
         _disposed = true;
         if (_slots is { } slots)
         {
@@ -189,9 +191,11 @@ public sealed class DmaStreamReader : Stream
 
     /// <summary>Disposes synchronously: each buffer goes back to the pool when its read in flight completes (the
     /// kernel writes into it until then). Prefer <see cref="DisposeAsync"/>.</summary>
+    /// <exception cref="InvalidOperationException">A read on this reader is still pending.</exception>
     protected override void Dispose(bool disposing)
     {
         if (!disposing || _disposed) return;
+        if (_busy) throw new InvalidOperationException("A read on this DmaStreamReader is still pending: await it before disposing.");
         _disposed = true;
         if (_slots is not { } slots) return;
         _slots = null;

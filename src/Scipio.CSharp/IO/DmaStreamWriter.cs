@@ -222,6 +222,7 @@ public sealed class DmaStreamWriter : Stream
     /// then gives the buffers back to the shard's pool. The file stays open. The buffers are given back also when
     /// the flush fails, and its exception is then thrown. Later calls throw <see cref="ObjectDisposedException"/>;
     /// disposing twice does nothing.</summary>
+    /// <exception cref="InvalidOperationException">A call on this writer is still pending.</exception>
     public override async ValueTask DisposeAsync()
     {
         if (_disposed) return;
@@ -254,10 +255,11 @@ public sealed class DmaStreamWriter : Stream
     /// <summary>Disposes synchronously, which cannot flush: each buffer goes back to the pool when its write in
     /// flight completes. Use <see cref="DisposeAsync"/> (<c>await using</c>).</summary>
     /// <exception cref="InvalidOperationException">Bytes written since the last flush are lost: say which, and what
-    /// to use instead.</exception>
+    /// to use instead; or a call on this writer is still pending.</exception>
     protected override void Dispose(bool disposing)
     {
         if (!disposing || _disposed) return;
+        if (_busy) throw new InvalidOperationException("A call on this DmaStreamWriter is still pending: await it before disposing.");
         _disposed = true;
         if (_slots is { } slots)
         {
