@@ -27,6 +27,7 @@ let tests =
         SyncTests.tests
         ModelTests.tests
         FileSystemTests.tests
+        DmaStreamTests.tests
     ]
 
 [<EntryPoint>]
