@@ -421,9 +421,33 @@ let private smallRing =
                     failtestf "block %d on disk is not what was written there" i)
     }
 
+let private lengths =
+    test "SetLengthAsync and PreallocateAsync change the length through the ring" {
+        withTempDir (fun dir ->
+            let path = Path.Combine(dir, "length.bin")
+
+            let lengths =
+                runShard (fun () ->
+                    task {
+                        let! file = BufferedFile.CreateAsync path
+                        do! file.WriteAtAsync(ReadOnlyMemory(pattern 1 1000), 0L)
+                        do! file.SetLengthAsync 10L
+                        let! a = file.GetLengthAsync()
+                        do! file.PreallocateAsync(0L, 65536L)
+                        let! b = file.GetLengthAsync()
+                        do! file.DisposeAsync()
+                        return a, b
+                    })
+
+            Expect.equal lengths (10L, 65536L) "ftruncate cut it to 10 bytes; fallocate grew it to 64 KiB"
+            let expected = pattern 1 1000
+            Expect.equal (File.ReadAllBytes(path)[0..9]) expected[0..9] "the first bytes kept")
+    }
+
 let tests =
     testSequenced
     <| testList "BufferedFile" [
+        lengths
         roundTrip
         disposed
         missingFile

@@ -140,6 +140,26 @@ public sealed class BufferedFile : IAsyncDisposable
         return new ValueTask<long>(op, op.Version);
     }
 
+    /// <summary>Sets the file's length: through the ring (IORING_OP_FTRUNCATE) where the kernel has it (6.9+), else on
+    /// a helper thread.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The file was disposed.</exception>
+    public ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default)
+    {
+        CheckUsable("ftruncate");
+        return FileLength.SetAsync(_owner, _fd, Path, length, cancellationToken);
+    }
+
+    /// <summary>Reserves <paramref name="length"/> bytes of disk at <paramref name="offset"/> (fallocate through the
+    /// ring): later writes there do not fail for lack of space, and the file grows to cover the range.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The offset is negative or the length not positive.</exception>
+    /// <exception cref="ObjectDisposedException">The file was disposed.</exception>
+    public ValueTask PreallocateAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckUsable("fallocate");
+        return FileLength.PreallocateAsync(_owner, _fd, Path, offset, length, cancellationToken);
+    }
+
     /// <summary>Cancels the file's pending operations (they end with <see cref="OperationCanceledException"/>) and
     /// closes it through the ring. Later calls throw <see cref="ObjectDisposedException"/>; disposing twice does
     /// nothing.</summary>

@@ -294,22 +294,10 @@ public sealed class DmaFile : IAsyncDisposable
     /// <summary>Sets the file's length: through the ring (IORING_OP_FTRUNCATE) where the kernel has it (6.9+), else on
     /// a helper thread.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
-    public async ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default)
+    public ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(length);
         CheckUsable("ftruncate");
-        cancellationToken.ThrowIfCancellationRequested();
-        if (_owner.Backend is IoUringBackend uring && uring.Main.Ring.Supports(Opcode.Ftruncate))
-        {
-            var op = _owner.Operations.RentReadWrite().Start("ftruncate", Path, _fd, cancellationToken);
-            op.PrepareFtruncate(_fd.Fd, length);
-            _owner.Submit(op);
-            await new ValueTask(op, op.Version);
-            return;
-        }
-        int fd = _fd.Fd;
-        int errno = await Shard.SpawnBlocking(() => Libc.Ftruncate(fd, length) == 0 ? 0 : Libc.LastErrno);
-        if (errno != 0) throw Errno.ToException(errno, "ftruncate", Path);
+        return FileLength.SetAsync(_owner, _fd, Path, length, cancellationToken);
     }
 
     /// <summary>Reserves <paramref name="length"/> bytes of disk at <paramref name="offset"/> (fallocate through the
@@ -317,13 +305,8 @@ public sealed class DmaFile : IAsyncDisposable
     /// <exception cref="ArgumentOutOfRangeException">The offset is negative or the length not positive.</exception>
     public ValueTask PreallocateAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
-        var op = Rent("fallocate", cancellationToken);
-        if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        op.PrepareFallocate(_fd.Fd, offset, length);
-        _owner.Submit(op);
-        return new ValueTask(op, op.Version);
+        CheckUsable("fallocate");
+        return FileLength.PreallocateAsync(_owner, _fd, Path, offset, length, cancellationToken);
     }
 
     /// <summary>Cancels the file's pending operations and closes it through the ring. Later calls throw
