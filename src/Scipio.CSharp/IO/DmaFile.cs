@@ -15,21 +15,18 @@ namespace Scipio.IO;
 /// the finalizer.</remarks>
 public sealed class DmaFile : IAsyncDisposable
 {
-    private readonly ShardExecutor _owner;
-    private readonly FileDescriptor _fd;
+    private readonly RingFile _file;
     private readonly ulong _device;
 
-    private DmaFile(ShardExecutor owner, FileDescriptor fd, string path, int alignment, ulong device)
+    private DmaFile(RingFile file, int alignment, ulong device)
     {
-        _owner = owner;
-        _fd = fd;
-        Path = path;
+        _file = file;
         Alignment = alignment;
         _device = device;
     }
 
     /// <summary>The file's full path.</summary>
-    public string Path { get; }
+    public string Path => _file.Path;
 
     /// <summary>The alignment O_DIRECT needs here, in bytes: the file system's <c>stx_dio_offset_align</c> where the
     /// kernel reports it (6.1+), else the device's logical block size from sysfs, else 512.</summary>
@@ -57,29 +54,21 @@ public sealed class DmaFile : IAsyncDisposable
         int flags = OpenFlags.For(mode, access) | Libc.ODirect;
         var executor = ShardExecutor.Require("DmaFile.OpenAsync");
         cancellationToken.ThrowIfCancellationRequested();
-        var open = executor.Operations.RentPath().Start("open (O_DIRECT)", full, null, cancellationToken);
-        open.PrepareOpen(full, flags, OpenFlags.DefaultCreateMode);
-        executor.Submit(open);
-        int fd;
-        try { fd = await new ValueTask<int>(open, open.Version); }
+        FileDescriptor handle;
+        long dio;
+        try { (handle, dio) = await RingFile.OpenAsync(executor, full, flags, PathOperation.StatxField.DioAlign, cancellationToken); }
         catch (KernelIOException e) when (e.Errno is Errno.EISDIR or Errno.EINVAL)
         {
             // O_DIRECT on a directory is EINVAL on ext4 and EISDIR for writing; EINVAL otherwise means the file system
             // cannot do O_DIRECT at all. Telling them apart is worth a stat on this error path.
-            if (Directory.Exists(full))
-                throw new UnauthorizedAccessException($"Access to the path '{full}' is denied: it is a directory. DmaFile opens files.", e) { HResult = Errno.EISDIR };
+            if (Directory.Exists(full)) throw RingFile.IsDirectory(full, "DmaFile", e);
             throw new KernelIOException($"open (O_DIRECT) '{full}' failed: EINVAL (22). The file system refuses O_DIRECT here; use BufferedFile, or put the file on a file system that supports direct I/O (ext4, XFS).", Errno.EINVAL);
         }
-        var handle = new FileDescriptor(fd);
         try
         {
-            var stat = executor.Operations.RentPath().Start("statx", full, handle, default);
-            stat.PrepareStatx(fd, PathOperation.StatxField.DioAlign);
-            executor.Submit(stat);
-            long dio = await new ValueTask<long>(stat, stat.Version);
-            ulong device = Files.DeviceKey(fd);
+            ulong device = Files.DeviceKey(handle.Fd);
             int alignment = (int)(uint)dio is > 0 and var a ? a : LogicalBlockSize(device);
-            return new DmaFile(executor, handle, full, alignment, device);
+            return new DmaFile(new RingFile(executor, handle, full, "DmaFile"), alignment, device);
         }
         catch
         {
@@ -120,8 +109,8 @@ public sealed class DmaFile : IAsyncDisposable
     {
         var op = Begin("read (O_DIRECT)", buffer, offset, cancellationToken);
         if (op is null) return ValueTask.FromCanceled<int>(cancellationToken);
-        op.PrepareRead(_fd.Fd, buffer.Address, buffer.Length, offset);
-        _owner.Submit(op);
+        op.PrepareRead(_file.Fd.Fd, buffer.Address, buffer.Length, offset);
+        _file.Owner.Submit(op);
         return new ValueTask<int>(op, op.Version);
     }
 
@@ -133,8 +122,8 @@ public sealed class DmaFile : IAsyncDisposable
     {
         var op = Begin("write (O_DIRECT)", buffer, offset, cancellationToken);
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        op.PrepareWrite(_fd.Fd, buffer.Memory, offset);
-        _owner.Submit(op);
+        op.PrepareWrite(_file.Fd.Fd, buffer.Memory, offset);
+        _file.Owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
 
@@ -147,7 +136,7 @@ public sealed class DmaFile : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(length, 1 << 30);
-        CheckUsable("read (O_DIRECT)");
+        _file.CheckUsable("read (O_DIRECT)");
         long start = offset / Alignment * Alignment;
         int skip = (int)(offset - start);
         int span = AlignUp(skip + Math.Max(length, 1));
@@ -178,7 +167,7 @@ public sealed class DmaFile : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(ranges);
         options ??= new ReadManyOptions();
-        CheckUsable("ReadManyAsync");
+        _file.CheckUsable("ReadManyAsync");
         var input = ranges.ToArray();
         var spans = new Core.FileSpan[input.Length];
         for (int i = 0; i < input.Length; i++)
@@ -272,57 +261,27 @@ public sealed class DmaFile : IAsyncDisposable
 
     /// <summary>Makes written data durable: fdatasync through the ring.</summary>
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
-    {
-        var op = Rent("flush (fdatasync)", cancellationToken);
-        if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        op.PrepareFsync(_fd.Fd, dataOnly: true);
-        _owner.Submit(op);
-        return new ValueTask(op, op.Version);
-    }
+        => _file.FlushAsync(cancellationToken);
 
     /// <summary>The file's length in bytes (statx through the ring).</summary>
     public ValueTask<long> GetLengthAsync(CancellationToken cancellationToken = default)
-    {
-        CheckUsable("statx");
-        if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<long>(cancellationToken);
-        var op = _owner.Operations.RentPath().Start("statx", Path, _fd, cancellationToken);
-        op.PrepareStatx(_fd.Fd, PathOperation.StatxField.Size);
-        _owner.Submit(op);
-        return new ValueTask<long>(op, op.Version);
-    }
+        => _file.GetLengthAsync(cancellationToken);
 
     /// <summary>Sets the file's length: through the ring (IORING_OP_FTRUNCATE) where the kernel has it (6.9+), else on
     /// a helper thread.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
     public ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default)
-    {
-        CheckUsable("ftruncate");
-        return FileLength.SetAsync(_owner, _fd, Path, length, cancellationToken);
-    }
+        => _file.SetLengthAsync(length, cancellationToken);
 
     /// <summary>Reserves <paramref name="length"/> bytes of disk at <paramref name="offset"/> (fallocate through the
     /// ring): later writes there do not fail for lack of space, and the file grows to cover the range.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The offset is negative or the length not positive.</exception>
     public ValueTask PreallocateAsync(long offset, long length, CancellationToken cancellationToken = default)
-    {
-        CheckUsable("fallocate");
-        return FileLength.PreallocateAsync(_owner, _fd, Path, offset, length, cancellationToken);
-    }
+        => _file.PreallocateAsync(offset, length, cancellationToken);
 
     /// <summary>Cancels the file's pending operations and closes it through the ring. Later calls throw
     /// <see cref="ObjectDisposedException"/>; disposing twice does nothing.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        if (_fd.IsClosed) return;
-        CheckShard("DmaFile.DisposeAsync");
-        int fd = _fd.Fd;
-        _fd.SetHandleAsInvalid();
-        _owner.Backend.CancelDescriptor(fd);
-        var op = _owner.Operations.RentReadWrite().Start("close", Path, null, default);
-        op.PrepareClose(fd);
-        _owner.Submit(op);
-        await new ValueTask(op, op.Version);
-    }
+    public ValueTask DisposeAsync() => _file.CloseAsync();
 
     private ReadWriteOperation? Begin(string what, DmaBuffer buffer, long offset, CancellationToken ct)
     {
@@ -332,32 +291,12 @@ public sealed class DmaFile : IAsyncDisposable
             throw new ArgumentException(
                 $"O_DIRECT needs offsets, lengths and buffers aligned to {Alignment} bytes on this file; got offset {offset}, length {buffer.Length}. " +
                 "Use AllocateBuffer for buffers, or ReadAtAsync(offset, length) for any range.", nameof(offset));
-        var op = Rent(what, ct);
+        var op = _file.Rent(what, ct);
         op?.SetDirect(_device);
         return op;
     }
 
-    private ReadWriteOperation? Rent(string what, CancellationToken ct)
-    {
-        CheckUsable(what);
-        return ct.IsCancellationRequested ? null : _owner.Operations.RentReadWrite().Start(what, Path, _fd, ct);
-    }
-
     private int AlignUp(int length) => (int)((length + (long)Alignment - 1) / Alignment * Alignment);
-
-    private void CheckUsable(string what)
-    {
-        CheckShard(what);
-        if (_fd.IsClosed) ThrowHelper.ThrowObjectDisposed($"DmaFile '{Path}'");
-    }
-
-    private void CheckShard(string what)
-    {
-        var current = ShardExecutor.Current;
-        if (current == _owner) return;
-        if (current is null) ThrowHelper.ThrowNotOnShard($"DmaFile {what}");
-        throw new InvalidOperationException($"DmaFile '{Path}' belongs to shard {_owner.Id}; {what} was called on shard {current.Id}. Use the file on the shard that opened it.");
-    }
 
     /// <inheritdoc/>
     public override string ToString() => $"DmaFile '{Path}' (alignment {Alignment})";
