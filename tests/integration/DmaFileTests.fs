@@ -256,7 +256,7 @@ let tests =
                 Expect.isLessThan (float bytes / 20000.0) 0.5 $"{bytes} B over 20,000 reads")
         }
 
-        test "2,000 open and close cycles leave no descriptor behind" {
+        test "10,000 open and close cycles leave no descriptor behind" {
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "cycle.bin")
                 File.WriteAllBytes(path, randomBytes 4 4096)
@@ -264,7 +264,7 @@ let tests =
 
                 runShard (fun () ->
                     task {
-                        for _ in 1..2000 do
+                        for _ in 1..10_000 do
                             let! file = DmaFile.OpenAsync path
                             do! file.DisposeAsync()
 
