@@ -54,7 +54,7 @@ type ReadPlan =
         Order: int array
     }
 
-/// The merge plan of `DmaFile.ReadManyAsync`: a batch of ranges of an O_DIRECT file turned into fewer, larger,
+/// The merge plan of `ReadManyAsync` (DmaFile): a batch of ranges of an O_DIRECT file turned into fewer, larger,
 /// aligned reads. Per batch, not per byte: it may allocate.
 [<RequireQualifiedAccess>]
 module ReadPlan =
