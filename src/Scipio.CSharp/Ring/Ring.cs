@@ -258,6 +258,7 @@ internal sealed unsafe class Ring : IDisposable
         (Volatile.Read(ref *_sqFlags) & (IoUringConst.SqTaskRun | IoUringConst.SqCqOverflow)) != 0;
 
     /// <summary>The next completion, left in the CQ.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryPeekCompletion(out IoUringCqe cqe)
     {
         uint head = *_cqHead;
@@ -274,14 +275,8 @@ internal sealed unsafe class Ring : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryReadCompletion(out IoUringCqe cqe)
     {
-        uint head = *_cqHead;
-        if (head == Volatile.Read(ref *_cqTail))
-        {
-            cqe = default;
-            return false;
-        }
-        cqe = _cqes[head & _cqMask];
-        Volatile.Write(ref *_cqHead, head + 1);
+        if (!TryPeekCompletion(out cqe)) return false;
+        Volatile.Write(ref *_cqHead, *_cqHead + 1);
         return true;
     }
 

@@ -118,15 +118,14 @@ internal sealed class CrossShardTransport
 
         public void ClearTouched()
         {
+            int kept = 0;
             for (int i = 0; i < TouchedCount; i++)
             {
                 int to = Touched[i];
                 // A target whose overflow is not yet empty stays touched: the next flush tries again.
                 _isTouched[to] = Overflow[to] is { Count: > 0 };
+                if (_isTouched[to]) Touched[kept++] = to;
             }
-            int kept = 0;
-            for (int i = 0; i < TouchedCount; i++)
-                if (_isTouched[Touched[i]]) Touched[kept++] = Touched[i];
             TouchedCount = kept;
         }
     }

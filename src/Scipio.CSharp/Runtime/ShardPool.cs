@@ -177,7 +177,7 @@ public sealed class ShardPool : IAsyncDisposable
         {
             var call = new RemoteCall<T>(this, current.Id, work);
             if (shard == current.Id) call.Accept(current);
-            else current.Pool.Transport.Send(current.Id, shard, call);
+            else Transport.Send(current.Id, shard, call);
             return call.Task;
         }
         var remote = new RemoteCall<T>(this, -1, work);
