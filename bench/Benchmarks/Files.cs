@@ -43,6 +43,8 @@ internal sealed class Files : IAsyncDisposable
             "FileOptions.Asynchronous: .NET's async file API (on Linux each call is a pread/pwrite run on the ThreadPool)";
         const string WhySync = "RandomAccess.Read/Write called synchronously on pool threads: the fastest a .NET " +
             "user gets from a page-cache-hot file (a bare pread/pwrite, no continuation)";
+        const string WhyRing = "the same writes submitted to the ring: ext4 cannot write to the page cache without " +
+            "blocking, so io_uring hands each to an io-wq worker (the default, pwrite on the shard, is the side above)";
         string qd16Note = $"; QD16: {Depth} loops spawned on the shard vs {Depth} loops started with Task.Run " +
             "(the ThreadPool may use every CPU, the shard one)";
 
@@ -56,11 +58,14 @@ internal sealed class Files : IAsyncDisposable
                     $"file-{verb}-4k-qd{depth}",
                     $"{verb} 4 KiB at a random offset of a 64 MiB page-cache-hot file, queue depth {depth}{(qd ? qd16Note : "")}",
                     depth,
-                    new Side($"BufferedFile.{(write ? "WriteAtAsync" : "ReadAtAsync")}", Runner.Shard, n => ScipioRound(n, write, depth))
+                    new Side($"BufferedFile.{(write ? "WriteAtAsync" : "ReadAtAsync")}", Runner.Shard,
+                        n => ScipioRound(n, write, depth, BufferedFile.DefaultInlineWriteLimit))
                     {
                         SteadyBytesPerOp = SteadyBytesPerOp,
                     },
                     [
+                        .. write ? new Baseline[] { new(new Side("BufferedFile.WriteAtAsync through the ring (InlineWriteLimit = 0)", Runner.Shard,
+                            n => ScipioRound(n, write, depth, inlineWriteLimit: 0)), WhyRing) } : [],
                         new(new Side($"RandomAccess.{(write ? "WriteAsync" : "ReadAsync")}", Runner.ThreadPool,
                             qd ? n => PoolAtDepth(n, write, async: true) : n => new ValueTask(AsyncWorker(0, n, write))), WhyAsync),
                         new(new Side($"RandomAccess.{(write ? "Write" : "Read")} (sync, pool thread{(qd ? "s" : "")})", Runner.ThreadPool,
@@ -106,8 +111,9 @@ internal sealed class Files : IAsyncDisposable
 
     // ---- Scipio ----
 
-    private async ValueTask ScipioRound(long n, bool write, int depth)
+    private async ValueTask ScipioRound(long n, bool write, int depth, int inlineWriteLimit)
     {
+        _file!.InlineWriteLimit = inlineWriteLimit;
         _opsDone = 0;
         _steadyStartOps = -1;
         _steadyEnded = false;

@@ -160,19 +160,19 @@ let private sleepZeroLoop =
     }
 
 let private fileLoops =
-    test "BufferedFile.ReadAtAsync and WriteAtAsync allocate nothing per await" {
+    test "BufferedFile.ReadAtAsync and WriteAtAsync (inline and through the ring) allocate nothing per await" {
         withTempDir (fun dir ->
             let path = Path.Combine(dir, "alloc.bin")
 
-            let reads, writes, everyReadFull =
+            let reads, inlineWrites, ringWrites, everyReadFull =
                 runShard (fun () ->
                     task {
                         let source = ReadOnlyMemory(Array.init 4096 byte)
                         let target = Memory(Array.zeroCreate<byte> 4096)
                         let thread = Environment.CurrentManagedThreadId
-                        let mutable beforeWrites = 0L
-                        let mutable afterWrites = 0L
-                        let mutable writeBytes = 0L
+                        let mutable before = 0L
+                        let mutable inlineBytes = 0L
+                        let mutable ringBytes = 0L
                         let mutable readBytes = 0L
                         let mutable short = 0
                         let mutable pass = 0
@@ -180,17 +180,23 @@ let private fileLoops =
                         let! file = BufferedFile.CreateAsync path
 
                         while pass < 2 do
-                            beforeWrites <- GC.GetAllocatedBytesForCurrentThread()
+                            let count = if pass = 0 then warmup else operations
+                            for limit in [| BufferedFile.DefaultInlineWriteLimit; 0 |] do
+                                file.InlineWriteLimit <- limit
+                                before <- GC.GetAllocatedBytesForCurrentThread()
+                                i <- 0
+
+                                while i < count do
+                                    do! file.WriteAtAsync(source, int64 ((i % 16) * 4096))
+                                    i <- i + 1
+
+                                let bytes = GC.GetAllocatedBytesForCurrentThread() - before
+                                if limit = 0 then ringBytes <- bytes else inlineBytes <- bytes
+
+                            before <- GC.GetAllocatedBytesForCurrentThread()
                             i <- 0
 
-                            while i < (if pass = 0 then warmup else operations) do
-                                do! file.WriteAtAsync(source, int64 ((i % 16) * 4096))
-                                i <- i + 1
-
-                            afterWrites <- GC.GetAllocatedBytesForCurrentThread()
-                            i <- 0
-
-                            while i < (if pass = 0 then warmup else operations) do
+                            while i < count do
                                 let! n = file.ReadAtAsync(target, int64 ((i % 16) * 4096))
 
                                 if n <> 4096 then
@@ -198,8 +204,7 @@ let private fileLoops =
 
                                 i <- i + 1
 
-                            readBytes <- GC.GetAllocatedBytesForCurrentThread() - afterWrites
-                            writeBytes <- afterWrites - beforeWrites
+                            readBytes <- GC.GetAllocatedBytesForCurrentThread() - before
                             pass <- pass + 1
 
                         let sameThread = thread = Environment.CurrentManagedThreadId
@@ -207,11 +212,13 @@ let private fileLoops =
 
                         return
                             { Bytes = readBytes; SameThread = sameThread },
-                            { Bytes = writeBytes; SameThread = sameThread },
+                            { Bytes = inlineBytes; SameThread = sameThread },
+                            { Bytes = ringBytes; SameThread = sameThread },
                             short = 0
                     })
 
-            check "BufferedFile.WriteAtAsync" writes
+            check "BufferedFile.WriteAtAsync (pwrite on the shard)" inlineWrites
+            check "BufferedFile.WriteAtAsync (through the ring)" ringWrites
             check "BufferedFile.ReadAtAsync" reads
             Expect.isTrue everyReadFull "every 4 KiB read of a written 4 KiB block should read it all")
     }

@@ -212,6 +212,57 @@ let private readOnlyWrite =
             Expect.equal (File.ReadAllBytes path) original "the file on disk is unchanged")
     }
 
+/// Issue 8 part 6: small writes are a pwrite on the shard's thread (ext4 would hand each ring write to an io-wq
+/// worker); longer ones, and every one once the limit is 0, go through the ring. Either way the bytes land, and a
+/// kernel error arrives the same.
+let private inlineWrites =
+    test "writes up to InlineWriteLimit are a pwrite on the shard, longer ones and limit 0 go through the ring; same bytes, same errors" {
+        withTempDir (fun dir ->
+            let path = Path.Combine(dir, "inline.bin")
+            let small = pattern 11 4096
+            let large = pattern 12 (BufferedFile.DefaultInlineWriteLimit + 1)
+            let again = pattern 13 4096
+
+            let counts, readOnlyErrnos, negative =
+                runShard (fun () ->
+                    task {
+                        let! file = BufferedFile.CreateAsync path
+                        let inlined () = Shard.Stats.InlineWrites
+                        let ring () = Shard.Stats.Main.Submitted
+                        let i0, r0 = inlined (), ring ()
+                        do! file.WriteAtAsync(ReadOnlyMemory small, 0L)
+                        let i1, r1 = inlined (), ring ()
+                        do! file.WriteAtAsync(ReadOnlyMemory large, 4096L)
+                        let i2, r2 = inlined (), ring ()
+                        file.InlineWriteLimit <- 0
+                        do! file.WriteAtAsync(ReadOnlyMemory again, 4096L + int64 large.Length)
+                        let i3, r3 = inlined (), ring ()
+                        let negative = try file.InlineWriteLimit <- -1; None with e -> Some e
+                        do! file.DisposeAsync()
+
+                        // A read-only file refuses both kinds of write with EBADF.
+                        let! readOnly = BufferedFile.OpenAsync path
+                        let errnoOf () =
+                            task {
+                                let! thrown = thrownByTask (fun () -> task { do! readOnly.WriteAtAsync(ReadOnlyMemory small, 0L) })
+                                return (expectExn<KernelIOException> "write to a read-only file" thrown).Errno
+                            }
+                        let! inlineErrno = errnoOf ()
+                        readOnly.InlineWriteLimit <- 0
+                        let! ringErrno = errnoOf ()
+                        do! readOnly.DisposeAsync()
+                        return [ i1 - i0, r1 - r0; i2 - i1, r2 - r1; i3 - i2, r3 - r2 ], (inlineErrno, ringErrno), negative
+                    })
+
+            Expect.equal (List.map fst counts) [ 1L; 0L; 0L ] "only the 4 KiB write at the default limit is inline"
+            Expect.equal (snd counts[0]) 0L "the inline write submitted nothing to the ring"
+            Expect.isGreaterThanOrEqual (snd counts[1]) 1L "the write above the limit went through the ring"
+            Expect.isGreaterThanOrEqual (snd counts[2]) 1L "with limit 0 the 4 KiB write went through the ring"
+            Expect.equal readOnlyErrnos (9, 9) "EBADF both ways"
+            Expect.isTrue (match negative with Some(:? ArgumentOutOfRangeException) -> true | _ -> false) "a negative limit is refused"
+            Expect.equal (File.ReadAllBytes path) (Array.concat [ small; large; again ]) "every byte landed where asked")
+    }
+
 let private badArguments =
     test "bad modes and offsets are refused with ArgumentException before anything reaches the kernel" {
         withTempDir (fun dir ->
@@ -399,6 +450,7 @@ let private smallRing =
                 runShardWith (ShardOptions(RingEntries = 2)) (fun () ->
                     task {
                         let! file = BufferedFile.CreateAsync path
+                        file.InlineWriteLimit <- 0 // through the ring, whatever their size
 
                         // A 2-entry SQ gets a 1024-entry CQ, of which 1022 may hold prompt operations: the writes
                         // are all started before any is awaited, so the rest must wait in the backlog.
@@ -453,6 +505,7 @@ let tests =
         missingFile
         kernelErrors
         readOnlyWrite
+        inlineWrites
         badArguments
         canceled
         canceledOpen

@@ -47,6 +47,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, void* buf, nuint count);
 
+    [LibraryImport(Lib, EntryPoint = "pwrite", SetLastError = true)]
+    public static partial nint Pwrite(int fd, void* buf, nuint count, long offset);
+
     [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
     public static partial int SchedSetAffinity(int pid, nuint cpusetsize, ulong* mask);
 

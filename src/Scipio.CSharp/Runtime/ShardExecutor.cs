@@ -137,8 +137,11 @@ internal sealed class ShardExecutor : IDisposable
         return new ShardStats(
             Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, b.Wakeups, _preemptions, b.PollFallbacks,
             b.Main, b.Latency, b.Poll, _queues.Select(QueueStats).ToArray())
-        { MsgRingWakeups = b.MsgRingWakeups };
+        { MsgRingWakeups = b.MsgRingWakeups, InlineWrites = InlineWrites };
     }
+
+    /// <summary>Buffered-file writes done by pwrite on this thread (counted by BufferedFile).</summary>
+    public long InlineWrites;
 
     public Task<T> Spawn<T>(TaskQueue queue, Func<Task> work)
     {

@@ -31,6 +31,10 @@ public sealed record ShardStats(
     /// <summary>Of <see cref="Wakeups"/>, those another shard sent as a CQE on this shard's main ring
     /// (IORING_OP_MSG_RING) rather than through the eventfd.</summary>
     public long MsgRingWakeups { get; init; }
+
+    /// <summary>Buffered-file writes done by a <c>pwrite</c> on the shard's thread rather than through the ring
+    /// (<see cref="IO.BufferedFile.InlineWriteLimit"/>).</summary>
+    public long InlineWrites { get; init; }
 }
 
 /// <summary>Counters of one io_uring instance.</summary>
