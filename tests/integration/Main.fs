@@ -28,6 +28,7 @@ let tests =
         ModelTests.tests
         FileSystemTests.tests
         DmaStreamTests.tests
+        NetTests.tests
     ]
 
 [<EntryPoint>]

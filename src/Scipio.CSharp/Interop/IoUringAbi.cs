@@ -61,6 +61,16 @@ internal enum Opcode : byte
     Ftruncate = 55,
     UnlinkAt = 36,
     MkdirAt = 37,
+
+    // sockets
+    SendMsg = 9,
+    RecvMsg = 10,
+    Accept = 13,
+    Connect = 16,
+    Send = 26,
+    Recv = 27,
+    Shutdown = 34,
+    Socket = 45,
 }
 
 internal static class IoUringConst
@@ -75,6 +85,37 @@ internal static class IoUringConst
     public const uint RegisterProbe = 8;
     public const uint RegisterIowqAff = 17;
     public const ushort ProbeOpSupported = 1;
+
+    // sockets and provided-buffer rings
+    /// <summary>IOSQE_BUFFER_SELECT: the kernel picks the buffer from the group in buf_group.</summary>
+    public const byte SqeBufferSelect = 1 << 5;
+    /// <summary>In sqe->ioprio: IORING_RECV_MULTISHOT, IORING_ACCEPT_MULTISHOT.</summary>
+    public const ushort RecvMultishot = 1 << 1, AcceptMultishot = 1 << 0;
+    /// <summary>IORING_CQE_F_BUFFER: the upper 16 bits of the flags name the buffer used.</summary>
+    public const uint CqeFBuffer = 1u << 0;
+    public const int CqeBufferShift = 16;
+    public const uint RegisterPbufRing = 22, UnregisterPbufRing = 23;
+}
+
+/// <summary>struct io_uring_buf_reg: the argument of IORING_REGISTER_PBUF_RING.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+internal struct BufferRingRegistration
+{
+    [FieldOffset(0)] public ulong RingAddress;
+    [FieldOffset(8)] public uint RingEntries;
+    [FieldOffset(12)] public ushort GroupId;
+    [FieldOffset(14)] public ushort Flags;
+}
+
+/// <summary>struct io_uring_buf: one entry of a provided-buffer ring. The first entry's last field is the ring's
+/// tail (struct io_uring_buf_ring overlays it), which only the application writes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct ProvidedBufferEntry
+{
+    [FieldOffset(0)] public ulong Address;
+    [FieldOffset(8)] public uint Length;
+    [FieldOffset(12)] public ushort BufferId;
+    [FieldOffset(14)] public ushort TailOrReserved;
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 40)]

@@ -77,6 +77,24 @@ internal sealed class IoUringBackend : IShardBackend
 
     public bool CompletionsWaiting => Main.Ring.HasCompletions || Main.Ring.KernelHasPendingWork || Poll.Busy > 0;
 
+    /// <summary>The main ring's provided buffers for socket receives, registered on first use; null when the
+    /// kernel refused them (receives then go into the reader's memory).</summary>
+    public ProvidedBufferRing? ReceiveBuffers
+    {
+        get
+        {
+            if (!_receiveBuffersTried)
+            {
+                _receiveBuffersTried = true;
+                _receiveBuffers = ProvidedBufferRing.TryCreate(Main.Ring);
+            }
+            return _receiveBuffers;
+        }
+    }
+
+    private ProvidedBufferRing? _receiveBuffers;
+    private bool _receiveBuffersTried;
+
     public BackendStats Stats() =>
         new(Main.Stats(), Latency.Stats(), Poll.Stats(), _wakeups, _msgRingWakeups, _pollFallbacks);
 
@@ -88,6 +106,13 @@ internal sealed class IoUringBackend : IShardBackend
         {
             // Canceled before it reached a ring (the token's callback found nothing in flight to cancel).
             FinishUnsubmitted(op);
+            return;
+        }
+        if (op.SelectsBuffer)
+        {
+            // It picks from the main ring's provided buffers, registered there only; its CQEs serve whichever
+            // queue reads next, so the latency ring has no claim on them.
+            Main.Submit(op);
             return;
         }
         var device = op.DirectIo ? DeviceSupport(op.DeviceKey) : PollSupport.Unknown;
@@ -418,6 +443,7 @@ internal sealed class IoUringBackend : IShardBackend
 
     public void Dispose()
     {
+        _receiveBuffers?.Dispose(); // the rings are drained: no receive still writes into its buffers
         foreach (var lane in _lanes) lane.Dispose();
         _eventFd.Dispose();
         _operations.FreeAll();

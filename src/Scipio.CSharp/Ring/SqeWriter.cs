@@ -206,4 +206,94 @@ internal static class SqeWriter
         sqe.Addr = path;
         sqe.Len = mode; // the mode travels in len
     }
+
+    // ---- sockets ----
+
+    /// <summary>socket(domain, type, protocol) (IORING_OP_SOCKET, 5.19).</summary>
+    public static void Socket(ref IoUringSqe sqe, int domain, int type, int protocol)
+    {
+        sqe.Opcode = Opcode.Socket;
+        sqe.Fd = domain; // the domain travels in fd
+        sqe.Off = (uint)type; // the type in off
+        sqe.Len = (uint)protocol; // and the protocol in len
+    }
+
+    /// <summary>connect(fd, address, length). The address must stay valid until completion.</summary>
+    public static void Connect(ref IoUringSqe sqe, int fd, ulong address, uint length)
+    {
+        sqe.Opcode = Opcode.Connect;
+        sqe.Fd = fd;
+        sqe.Addr = address;
+        sqe.Off = length; // the address length, a value (not a pointer), travels in off
+    }
+
+    /// <summary>A multishot accept (IORING_ACCEPT_MULTISHOT): a CQE with a new descriptor for each connection, the
+    /// peer's address not asked for.</summary>
+    public static void AcceptMultishot(ref IoUringSqe sqe, int fd, int flags)
+    {
+        sqe.Opcode = Opcode.Accept;
+        sqe.Fd = fd;
+        sqe.IoPrio = IoUringConst.AcceptMultishot; // the accept's own flags travel in ioprio
+        sqe.OpFlags = (uint)flags; // accept_flags (SOCK_CLOEXEC…)
+    }
+
+    /// <summary>send(fd, buffer, length, flags).</summary>
+    public static void Send(ref IoUringSqe sqe, int fd, ulong buffer, uint length, int flags)
+    {
+        sqe.Opcode = Opcode.Send;
+        sqe.Fd = fd;
+        sqe.Addr = buffer;
+        sqe.Len = length;
+        sqe.OpFlags = (uint)flags; // msg_flags; off stays 0: it is addr2, a sendto destination
+    }
+
+    /// <summary>recv(fd, buffer, length, flags) into the caller's buffer.</summary>
+    public static void Recv(ref IoUringSqe sqe, int fd, ulong buffer, uint length, int flags)
+    {
+        sqe.Opcode = Opcode.Recv;
+        sqe.Fd = fd;
+        sqe.Addr = buffer;
+        sqe.Len = length;
+        sqe.OpFlags = (uint)flags; // msg_flags
+    }
+
+    /// <summary>A multishot recv (IORING_RECV_MULTISHOT) into buffers the kernel picks from provided-buffer group
+    /// <paramref name="group"/>: a CQE per arrival, naming its buffer, until an error, the end of the stream, or
+    /// the group runs dry (ENOBUFS).</summary>
+    public static void RecvMultishot(ref IoUringSqe sqe, int fd, ushort group)
+    {
+        sqe.Opcode = Opcode.Recv;
+        sqe.Fd = fd;
+        sqe.IoPrio = IoUringConst.RecvMultishot; // the receive's own flags travel in ioprio
+        sqe.Flags |= IoUringConst.SqeBufferSelect;
+        sqe.BufIndex = group; // buf_group: the field is shared with buf_index
+        sqe.Len = 0; // 0: each arrival fills up to a whole provided buffer
+    }
+
+    /// <summary>sendmsg / recvmsg(fd, message, flags). The msghdr, its iovecs and its address must stay valid until
+    /// completion.</summary>
+    public static void Message(ref IoUringSqe sqe, Opcode opcode, int fd, ulong message, int flags)
+    {
+        sqe.Opcode = opcode;
+        sqe.Fd = fd;
+        sqe.Addr = message;
+        sqe.Len = 1; // one msghdr
+        sqe.OpFlags = (uint)flags; // msg_flags
+    }
+
+    /// <summary>shutdown(fd, how).</summary>
+    public static void Shutdown(ref IoUringSqe sqe, int fd, int how)
+    {
+        sqe.Opcode = Opcode.Shutdown;
+        sqe.Fd = fd;
+        sqe.Len = (uint)how; // how travels in len
+    }
+
+    /// <summary>Moves a send on past the <paramref name="done"/> bytes the kernel took (a short send): only the
+    /// buffer moves; off is addr2 for a send (a destination address), not a file offset.</summary>
+    public static void AdvanceBuffer(ref IoUringSqe sqe, uint done)
+    {
+        sqe.Addr += done;
+        sqe.Len -= done;
+    }
 }

@@ -44,8 +44,12 @@ internal abstract class IoOperation : ShardOperation
     private string? _path;
     private SafeHandle? _file; // keeps the descriptor's owner alive (and the fd number unreused) until the final CQE
     private bool _cancelSent;
+    private bool _socketErrors; // failures are SocketExceptions, as System.Net.Sockets reports them
 
     protected IoOperation(ShardExecutor owner, OperationTable table) : base(owner) => Table = table;
+
+    /// <summary>What the current use is, for messages ("accept", "read").</summary>
+    public string What => _what;
 
     /// <summary>The table that owns the operation's slot.</summary>
     public OperationTable Table { get; }
@@ -72,6 +76,9 @@ internal abstract class IoOperation : ShardOperation
 
     public ulong DeviceKey { get; private set; }
 
+    /// <summary>The kernel picks its buffer from the main ring's provided buffers: it must go to the main ring.</summary>
+    public bool SelectsBuffer => (Sqe.Flags & IoUringConst.SqeBufferSelect) != 0;
+
     /// <summary>Starts a use on behalf of the running queue: what it is (for error messages), the path it concerns,
     /// the file whose descriptor it uses, and its token.</summary>
     protected void Begin(string what, string? path, SafeHandle? file, CancellationToken ct)
@@ -88,6 +95,9 @@ internal abstract class IoOperation : ShardOperation
         DirectIo = true;
         DeviceKey = deviceKey;
     }
+
+    /// <summary>A socket operation: a failure becomes a <see cref="System.Net.Sockets.SocketException"/>.</summary>
+    public void SetSocketErrors() => _socketErrors = true;
 
     /// <summary>Lingering: the operation may wait indefinitely (a read on a FIFO or socket); it then holds no
     /// completion-queue room.</summary>
@@ -107,6 +117,10 @@ internal abstract class IoOperation : ShardOperation
         return true;
     }
 
+    /// <summary>Frees the native scratch a kind keeps between uses: the pool dropped the operation, or the shard is
+    /// closing.</summary>
+    public virtual void FreeScratch() { }
+
     /// <summary>Releases what the kernel no longer needs: pins, the file reference. Also at shutdown, for a use
     /// whose awaiter will never run.</summary>
     public virtual void ReleaseResources() => _file = null;
@@ -116,7 +130,7 @@ internal abstract class IoOperation : ShardOperation
     protected override Exception CreateException(int errno, CancellationToken ct) =>
         errno == Errno.ECANCELED && ct.IsCancellationRequested
             ? new OperationCanceledException($"{_what} was canceled.", ct)
-            : Errno.ToException(errno, _what, _path);
+            : _socketErrors ? SocketErrors.ToException(errno, _what) : Errno.ToException(errno, _what, _path);
 
     protected override void Reset()
     {
@@ -128,6 +142,7 @@ internal abstract class IoOperation : ShardOperation
         DeviceKey = 0;
         Class = OpClass.Prompt;
         _cancelSent = false;
+        _socketErrors = false;
         _what = "";
         _path = null;
     }

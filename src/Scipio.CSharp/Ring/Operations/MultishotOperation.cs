@@ -26,6 +26,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
 {
     private readonly Reader _reader;
     private unsafe KernelTimespec* _timespec; // a timeout's interval: the kernel reads it when the SQE is submitted
+    private ProvidedBufferRing? _buffers; // a receive's buffer ring: a CQE dropped unread gives its buffer back
     private MultishotCqe[] _pending = new MultishotCqe[8];
     private int _head, _count;
     private bool _rearm, _ended, _disposed;
@@ -44,6 +45,23 @@ internal sealed unsafe class MultishotOperation : IoOperation
         return this;
     }
 
+    /// <summary>A multishot accept on listening socket <paramref name="fd"/>: a CQE per connection, its result the
+    /// new descriptor (SOCK_CLOEXEC).</summary>
+    public void PrepareAccept(int fd)
+    {
+        SetSocketErrors();
+        SqeWriter.AcceptMultishot(ref Sqe, fd, SocketCalls.SockCloexec);
+    }
+
+    /// <summary>A multishot receive on socket <paramref name="fd"/> into <paramref name="buffers"/>: a CQE per
+    /// arrival naming its buffer; the result 0 is the end of the stream.</summary>
+    public void PrepareReceive(int fd, ProvidedBufferRing buffers)
+    {
+        SetSocketErrors();
+        _buffers = buffers;
+        SqeWriter.RecvMultishot(ref Sqe, fd, ProvidedBufferRing.Group);
+    }
+
     /// <summary>IORING_POLL_ADD_MULTI: a CQE each time <paramref name="fd"/> signals <paramref name="events"/>.</summary>
     public void PreparePoll(int fd, uint events) => SqeWriter.PollMultishot(ref Sqe, fd, events);
 
@@ -57,7 +75,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
     }
 
     /// <summary>Frees the timespec: the pool dropped the operation.</summary>
-    public unsafe void FreeScratch()
+    public override unsafe void FreeScratch()
     {
         System.Runtime.InteropServices.NativeMemory.Free(_timespec);
         _timespec = null;
@@ -72,6 +90,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
             return CqeAction.Resubmit;
         }
         if (!_disposed) Deliver(new MultishotCqe(cqe.Res, cqe.Flags));
+        else Drop(new MultishotCqe(cqe.Res, cqe.Flags));
         return more ? CqeAction.More : CqeAction.Complete;
     }
 
@@ -83,23 +102,37 @@ internal sealed unsafe class MultishotOperation : IoOperation
     }
 
     /// <summary>The next CQE, in order; the one without <see cref="MultishotCqe.HasMore"/> is the last.</summary>
+    /// <remarks>Canceling <paramref name="ct"/> ends the wait with <see cref="OperationCanceledException"/> and
+    /// leaves the request armed: a CQE that arrives later is kept for the next read (nothing is lost, and the
+    /// kernel holds no memory of the reader's).</remarks>
     /// <exception cref="InvalidOperationException">The last CQE was already read, or a read is already waiting.</exception>
-    public ValueTask<MultishotCqe> ReadAsync()
+    public ValueTask<MultishotCqe> ReadAsync(CancellationToken ct = default)
     {
         if (_count > 0) return new ValueTask<MultishotCqe>(Dequeue());
         if (_ended) throw new InvalidOperationException("The multishot operation has ended: its last CQE was read.");
-        return _reader.Wait();
+        if (ct.IsCancellationRequested) return ValueTask.FromCanceled<MultishotCqe>(ct);
+        return _reader.Wait(ct);
     }
 
+    /// <summary>CQEs are waiting to be read.</summary>
+    public bool HasPending => _count > 0;
+
     /// <summary>Stops the stream: cancels the request if the kernel still has it; the operation goes back to its
-    /// pool once the final CQE has arrived. Pending CQEs are dropped.</summary>
+    /// pool once the final CQE has arrived. Pending CQEs are dropped; a waiting read gets a last CQE of -ECANCELED.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        _count = 0;
+        while (_count > 0) Drop(Dequeue());
+        _reader.TryHandOver(new MultishotCqe(-Errno.ECANCELED, 0)); // a waiting read ends: nothing more will come
         if (_ended) Release();
         else Owner.RequestCancel(this, Version);
+    }
+
+    /// <summary>A CQE nobody will read: its provided buffer, if it holds one, goes back to the kernel.</summary>
+    private void Drop(MultishotCqe cqe)
+    {
+        if (_buffers is { } buffers && ProvidedBufferRing.BufferOf(cqe.Flags) is int id and >= 0) buffers.Recycle((ushort)id);
     }
 
     private void Deliver(MultishotCqe cqe)
@@ -132,25 +165,48 @@ internal sealed unsafe class MultishotOperation : IoOperation
         Class = OpClass.Lingering;
         _head = _count = 0;
         _rearm = _ended = _disposed = false;
+        _buffers = null;
     }
 
-    /// <summary>The reader's side: one pending read at a time, continued on the task queue that read.</summary>
+    /// <summary>The reader's side: one pending read at a time, continued on the task queue that read; a canceled
+    /// token ends the wait (on the shard thread) without touching the request.</summary>
     private sealed class Reader(MultishotOperation op) : IValueTaskSource<MultishotCqe>
     {
         private Action<object?>? _continuation;
         private object? _state;
         private TaskQueue? _queue;
         private MultishotCqe _result;
-        private bool _waiting, _ready;
+        private CancellationToken _ct;
+        private CancellationTokenRegistration _registration;
+        private bool _waiting, _ready, _canceled;
         private short _token;
 
-        public ValueTask<MultishotCqe> Wait()
+        public ValueTask<MultishotCqe> Wait(CancellationToken ct)
         {
             if (_waiting) throw new InvalidOperationException("A read of this multishot operation is already waiting.");
             _waiting = true;
-            _ready = false;
+            _ready = _canceled = false;
             _queue = op.Owner.CurrentQueue;
+            _ct = ct;
+            if (ct.CanBeCanceled)
+                _registration = ct.UnsafeRegister(static (s, _) => ((Reader)s!).OnCanceled(), this);
             return new ValueTask<MultishotCqe>(this, _token);
+        }
+
+        /// <summary>The token's callback, on any thread: the wait ends on the shard thread.</summary>
+        private void OnCanceled()
+        {
+            short token = _token;
+            if (ShardExecutor.Current == op.Owner) Cancel(token);
+            else op.Owner.PostFromAnotherThread(null, new WorkItem((Action)(() => Cancel(token)), null));
+        }
+
+        private void Cancel(short token)
+        {
+            if (token != _token || !_waiting || _ready) return;
+            _canceled = _ready = true;
+            _registration = default; // this is its callback running: disposing it here would wait for itself
+            if (_continuation is { } c) _queue!.EnqueueLocal(new WorkItem(c, _state));
         }
 
         /// <summary>Gives the CQE to a waiting read; false when none waits.</summary>
@@ -159,12 +215,14 @@ internal sealed unsafe class MultishotOperation : IoOperation
             if (!_waiting || _ready) return false;
             _result = cqe;
             _ready = true;
+            _registration.Dispose();
+            _registration = default;
             if (_continuation is { } c) _queue!.EnqueueLocal(new WorkItem(c, _state));
             return true;
         }
 
         public ValueTaskSourceStatus GetStatus(short token) =>
-            _ready ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+            !_ready ? ValueTaskSourceStatus.Pending : _canceled ? ValueTaskSourceStatus.Canceled : ValueTaskSourceStatus.Succeeded;
 
         public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
         {
@@ -183,10 +241,16 @@ internal sealed unsafe class MultishotOperation : IoOperation
             if (token != _token || !_ready)
                 throw new InvalidOperationException("This read's ValueTask was already awaited, or has not completed.");
             _token++;
-            _waiting = _ready = false;
+            bool canceled = _canceled;
+            var ct = _ct;
+            _waiting = _ready = _canceled = false;
+            _registration.Dispose();
+            _registration = default;
+            _ct = default;
             _continuation = null;
             _state = null;
             _queue = null;
+            if (canceled) throw new OperationCanceledException($"{op.What} was canceled.", ct);
             return _result;
         }
     }

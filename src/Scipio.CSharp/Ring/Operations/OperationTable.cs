@@ -13,12 +13,13 @@ internal sealed class OperationTable(ShardExecutor owner)
     private readonly Stack<PathOperation> _path = new();
     private readonly Stack<CancelOperation> _cancel = new();
     private readonly Stack<MultishotOperation> _multishot = new();
+    private readonly Stack<SocketOperation> _socket = new();
 
     /// <summary>Operations with a slot: rented or pooled.</summary>
     public int Count => _slots.Count;
 
     /// <summary>Operations waiting in the free lists.</summary>
-    public int Pooled => _readWrite.Count + _path.Count + _cancel.Count + _multishot.Count;
+    public int Pooled => _readWrite.Count + _path.Count + _cancel.Count + _multishot.Count + _socket.Count;
 
     public ReadWriteOperation RentReadWrite() => _readWrite.TryPop(out var op) ? op : Add(new ReadWriteOperation(owner, this));
 
@@ -27,6 +28,8 @@ internal sealed class OperationTable(ShardExecutor owner)
     public CancelOperation RentCancel() => _cancel.TryPop(out var op) ? op : Add(new CancelOperation(owner, this));
 
     public MultishotOperation RentMultishot() => _multishot.TryPop(out var op) ? op : Add(new MultishotOperation(owner, this));
+
+    public SocketOperation RentSocket() => _socket.TryPop(out var op) ? op : Add(new SocketOperation(owner, this));
 
     private T Add<T>(T op) where T : IoOperation
     {
@@ -42,6 +45,8 @@ internal sealed class OperationTable(ShardExecutor owner)
     public void Return(CancelOperation op) => _cancel.Push(op);
 
     public void Return(MultishotOperation op) => _multishot.Push(op);
+
+    public void Return(SocketOperation op) => _socket.Push(op);
 
     /// <summary>The operation a CQE's user_data names, or null when that use is over (a stale CQE).</summary>
     public IoOperation? Find(ulong userData)
@@ -66,6 +71,7 @@ internal sealed class OperationTable(ShardExecutor owner)
         Drop(_path);
         Drop(_cancel);
         Drop(_multishot);
+        Drop(_socket);
         _slots.Compact();
     }
 
@@ -75,18 +81,13 @@ internal sealed class OperationTable(ShardExecutor owner)
         {
             var op = free.Pop();
             _slots.Remove(op.Slot);
-            if (op is PathOperation path) path.FreeScratch();
-            else if (op is MultishotOperation multishot) multishot.FreeScratch();
+            op.FreeScratch();
         }
     }
 
     /// <summary>Frees every operation's native scratch (the shard is closing).</summary>
     public void FreeAll()
     {
-        foreach (var op in All())
-        {
-            if (op is PathOperation path) path.FreeScratch();
-            else if (op is MultishotOperation multishot) multishot.FreeScratch();
-        }
+        foreach (var op in All()) op.FreeScratch();
     }
 }

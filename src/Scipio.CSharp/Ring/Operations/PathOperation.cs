@@ -114,7 +114,7 @@ internal sealed unsafe class PathOperation(ShardExecutor owner, OperationTable t
     }
 
     /// <summary>Frees the scratch memory: the pool dropped the operation.</summary>
-    public void FreeScratch()
+    public override void FreeScratch()
     {
         NativeMemory.Free(_scratch);
         _scratch = null;

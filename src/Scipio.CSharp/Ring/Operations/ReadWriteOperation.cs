@@ -5,8 +5,9 @@ using Scipio.Runtime;
 
 namespace Scipio.Ring;
 
-/// <summary>The operations whose result is the CQE's: read, write, fsync, close, nop. A short write is continued
-/// (the SQE re-prepared for the rest) until every byte is written or an error occurs.</summary>
+/// <summary>The operations whose result is the CQE's: read, write, fsync, close, nop, and a socket's send, receive
+/// and shutdown. A short write or send is continued (the SQE re-prepared for the rest) until every byte is written
+/// or an error occurs.</summary>
 internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable table) : IoOperation(owner, table)
 {
     private MemoryHandle _pin;
@@ -39,6 +40,23 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
         SqeWriter.Write(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, (ulong)offset);
     }
 
+    /// <summary>send of all of <paramref name="buffer"/> (MSG_NOSIGNAL: a closed peer is EPIPE, not a signal),
+    /// pinned until the final CQE.</summary>
+    public unsafe void PrepareSend(int fd, ReadOnlyMemory<byte> buffer)
+    {
+        _pin = buffer.Pin();
+        SqeWriter.Send(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, SocketCalls.MsgNoSignal);
+    }
+
+    /// <summary>recv into <paramref name="buffer"/>, pinned until the final CQE.</summary>
+    public unsafe void PrepareRecv(int fd, Memory<byte> buffer)
+    {
+        _pin = buffer.Pin();
+        SqeWriter.Recv(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, 0);
+    }
+
+    public void PrepareShutdown(int fd, int how) => SqeWriter.Shutdown(ref Sqe, fd, how);
+
     /// <summary>fsync, or fdatasync when <paramref name="dataOnly"/>.</summary>
     public void PrepareFsync(int fd, bool dataOnly) => SqeWriter.Fsync(ref Sqe, fd, dataOnly ? IoUringConst.FsyncDataSync : 0);
 
@@ -54,13 +72,15 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
     public override CqeAction OnCqe(in IoUringCqe cqe)
     {
         int res = cqe.Res;
-        if (Sqe.Opcode == Opcode.Write && res > 0 && res < Sqe.Len)
+        bool writes = Sqe.Opcode is Opcode.Write or Opcode.Send;
+        if (writes && res > 0 && res < Sqe.Len)
         {
             _written += res;
-            SqeWriter.Advance(ref Sqe, (uint)res);
+            if (Sqe.Opcode == Opcode.Write) SqeWriter.Advance(ref Sqe, (uint)res);
+            else SqeWriter.AdvanceBuffer(ref Sqe, (uint)res);
             return CqeAction.Resubmit;
         }
-        Complete(Sqe.Opcode == Opcode.Write && res >= 0 ? res + _written : res);
+        Complete(writes && res >= 0 ? res + _written : res);
         return CqeAction.Complete;
     }
 

@@ -1,0 +1,94 @@
+using System.Net;
+using Scipio.Interop;
+using Scipio.Ring;
+using Scipio.Runtime;
+
+namespace Scipio.Net;
+
+/// <summary>A listening stream socket, whatever its family: what <see cref="TcpListener"/> and
+/// <see cref="UnixListener"/> share. One multishot accept, armed by the first <see cref="AcceptAsync"/> and left
+/// armed: each connection is one CQE, kept until accepted when nobody waits.</summary>
+internal sealed class SocketAcceptor
+{
+    private readonly string _kind;
+    private MultishotOperation? _accept;
+
+    private SocketAcceptor(ShardExecutor owner, FileDescriptor fd, EndPoint local, string kind)
+    {
+        Owner = owner;
+        Fd = fd;
+        LocalEndPoint = local;
+        _kind = kind;
+    }
+
+    public ShardExecutor Owner { get; }
+    public FileDescriptor Fd { get; }
+    public EndPoint LocalEndPoint { get; }
+
+    /// <summary>socket, options, bind and listen: none of them waits, so they are plain calls.</summary>
+    public static SocketAcceptor Listen(EndPoint at, int backlog, bool reuseAddress, bool reusePort, string kind)
+    {
+        var owner = ShardExecutor.Require($"{kind}.Bind");
+        int descriptor = SocketCalls.Socket(SocketCalls.FamilyOf(at), SocketCalls.SockStream | SocketCalls.SockCloexec, 0);
+        if (descriptor < 0) throw SocketErrors.ToException(Libc.LastErrno, $"{kind} socket");
+        var fd = new FileDescriptor(descriptor);
+        try
+        {
+            if (reuseAddress && !SocketCalls.SetOption(descriptor, SocketCalls.SolSocket, SocketCalls.SoReuseAddr, 1))
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEADDR");
+            if (reusePort && !SocketCalls.SetOption(descriptor, SocketCalls.SolSocket, SocketCalls.SoReusePort, 1))
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEPORT");
+            SocketCalls.BindTo(descriptor, at);
+            if (SocketCalls.Listen(descriptor, backlog) != 0)
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} listen on {SocketCalls.Describe(at)}");
+            return new SocketAcceptor(owner, fd, SocketCalls.Name(descriptor, peer: false), kind);
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The next connection's descriptor.</summary>
+    public async ValueTask<FileDescriptor> AcceptAsync(CancellationToken ct)
+    {
+        Check("AcceptAsync");
+        if (_accept is null)
+        {
+            _accept = Owner.Operations.RentMultishot().Start($"{_kind} accept", rearm: true);
+            _accept.PrepareAccept(Fd.Fd);
+            Owner.Submit(_accept);
+        }
+        var cqe = await _accept.ReadAsync(ct);
+        if (!cqe.HasMore)
+        {
+            _accept?.Dispose(); // it has ended (an error); the next accept arms a new one
+            _accept = null;
+        }
+        if (cqe.Result >= 0) return new FileDescriptor(cqe.Result);
+        if (Fd.IsClosed) ThrowHelper.ThrowObjectDisposed(_kind);
+        throw SocketErrors.ToException(-cqe.Result, $"{_kind} accept");
+    }
+
+    /// <summary>Stops accepting (a pending accept ends) and closes the socket through the ring.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Fd.IsClosed) return;
+        CheckShard($"{_kind}.DisposeAsync");
+        int descriptor = Fd.Fd;
+        Fd.SetHandleAsInvalid();
+        Owner.Backend.CancelDescriptor(descriptor);
+        _accept?.Dispose();
+        _accept = null;
+        var op = Owner.Operations.RentReadWrite().Start($"{_kind} close", null, null, default);
+        op.PrepareClose(descriptor);
+        Owner.Submit(op);
+        await new ValueTask(op, op.Version);
+    }
+
+    /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>
+    public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind, what);
+
+    private void CheckShard(string what) => SocketOwner.CheckShard(Owner, _kind, what);
+}

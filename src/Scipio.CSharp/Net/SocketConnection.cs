@@ -1,0 +1,217 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Scipio.Interop;
+using Scipio.Ring;
+using Scipio.Runtime;
+
+namespace Scipio.Net;
+
+/// <summary>A connected stream socket, whatever its family: what <see cref="TcpStream"/> and <see cref="UnixStream"/>
+/// share. Bound to the shard that accepted or connected it.</summary>
+/// <remarks>
+/// <para>Receiving: one multishot receive on the shard's provided-buffer ring, armed by the first read and left
+/// armed, so each arrival is one CQE and no SQE; a connection that waits holds no buffer and no completion-queue room.
+/// A read copies from the buffer the kernel filled into the caller's memory and gives the buffer back once it is
+/// consumed. When the buffer ring runs dry the receive ends with ENOBUFS and the data waits in the socket: the next
+/// read is a plain receive into the caller's memory, then the multishot receive is armed again. Data arrives in
+/// order either way, since only one of the two is ever in flight.</para>
+/// <para>Sending: one send of the caller's memory (pinned until its CQE), continued after a short send.</para>
+/// </remarks>
+internal sealed class SocketConnection
+{
+    private readonly string _kind;
+    private MultishotOperation? _receive;
+    private ProvidedBufferRing? _buffers;
+    private int _bufferId = -1, _bufferOffset, _bufferLength; // the provided buffer being read from
+    private int _receiveErrno; // a receive failed: later reads throw it
+    private bool _endOfStream, _plainReceive, _reading;
+    private EndPoint? _local, _remote;
+
+    public SocketConnection(ShardExecutor owner, FileDescriptor fd, string kind)
+    {
+        Owner = owner;
+        Fd = fd;
+        _kind = kind;
+    }
+
+    public ShardExecutor Owner { get; }
+    public FileDescriptor Fd { get; }
+
+    /// <summary>A new socket connected to <paramref name="to"/>: socket and connect, both through the ring.</summary>
+    public static async ValueTask<SocketConnection> ConnectAsync(EndPoint to, string kind, CancellationToken ct)
+    {
+        var owner = ShardExecutor.Require($"{kind}.ConnectAsync");
+        int family = SocketCalls.FamilyOf(to);
+        ct.ThrowIfCancellationRequested();
+        var socket = owner.Operations.RentSocket().Start($"{kind} socket", null, ct);
+        socket.PrepareSocket(family, SocketCalls.SockStream);
+        owner.Submit(socket);
+        var fd = new FileDescriptor(await new ValueTask<int>(socket, socket.Version));
+        try
+        {
+            var connect = owner.Operations.RentSocket().Start($"{kind} connect to {SocketCalls.Describe(to)}", fd, ct);
+            connect.SetLingering(true); // a connect waits on the network, for as long as the peer takes
+            connect.PrepareConnect(fd.Fd, to);
+            owner.Submit(connect);
+            await new ValueTask(connect, connect.Version);
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+        return new SocketConnection(owner, fd, kind);
+    }
+
+    public EndPoint LocalEndPoint => _local ??= SocketCalls.Name(Check("LocalEndPoint"), peer: false);
+
+    public EndPoint RemoteEndPoint => _remote ??= SocketCalls.Name(Check("RemoteEndPoint"), peer: true);
+
+    /// <summary>Reads what has arrived, up to <paramref name="buffer"/>.Length bytes; 0 at the end of the stream.
+    /// Completes at once when bytes are already here.</summary>
+    public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct)
+    {
+        Check("ReadAsync");
+        if (_reading) throw new InvalidOperationException($"A read on this {_kind} is already pending; await it before reading again.");
+        if (ct.IsCancellationRequested) return ValueTask.FromCanceled<int>(ct);
+        if (_bufferId < 0 && _receive is { HasPending: true } receive && receive.ReadAsync() is { IsCompletedSuccessfully: true } next)
+            Take(next.Result);
+        if (_bufferId >= 0) return new ValueTask<int>(CopyOut(buffer.Span));
+        if (_receiveErrno != 0) return ValueTask.FromException<int>(SocketErrors.ToException(_receiveErrno, $"{_kind} read"));
+        if (_endOfStream) return new ValueTask<int>(0);
+        return ReadSlowAsync(buffer, ct);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, CancellationToken ct)
+    {
+        _reading = true;
+        try
+        {
+            while (true)
+            {
+                if (_receive is null)
+                {
+                    _buffers ??= (Owner.Backend as IoUringBackend)?.ReceiveBuffers;
+                    if (_buffers is null || _plainReceive) return await PlainReceiveAsync(buffer, ct);
+                    _receive = Owner.Operations.RentMultishot().Start($"{_kind} read", rearm: false);
+                    _receive.PrepareReceive(Fd.Fd, _buffers);
+                    Owner.Submit(_receive);
+                }
+                Take(await _receive.ReadAsync(ct));
+                if (_bufferId >= 0) return CopyOut(buffer.Span);
+                if (_receiveErrno != 0) throw SocketErrors.ToException(_receiveErrno, $"{_kind} read");
+                if (_endOfStream) return 0;
+                // ENOBUFS: the buffer ring ran dry; the data waits in the socket for a plain receive.
+            }
+        }
+        finally
+        {
+            _reading = false;
+        }
+    }
+
+    /// <summary>One receive into the caller's memory (pinned until its CQE, also when canceled); the multishot
+    /// receive is armed again by the read after it.</summary>
+    private async ValueTask<int> PlainReceiveAsync(Memory<byte> buffer, CancellationToken ct)
+    {
+        _plainReceive = false;
+        var op = Owner.Operations.RentReadWrite().Start($"{_kind} read", null, Fd, ct);
+        op.SetSocketErrors();
+        op.SetLingering(true);
+        op.PrepareRecv(Fd.Fd, buffer);
+        Owner.Submit(op);
+        int n = await new ValueTask<int>(op, op.Version);
+        if (n == 0 && buffer.Length > 0) _endOfStream = true;
+        return n;
+    }
+
+    /// <summary>Records what a receive CQE says: bytes in a provided buffer, the end of the stream, an error, or
+    /// that the buffer ring ran dry. A CQE without F_MORE ends the multishot receive.</summary>
+    private void Take(MultishotCqe cqe)
+    {
+        if (!cqe.HasMore)
+        {
+            _receive?.Dispose(); // it has ended: this returns it to its pool (null: the connection was disposed)
+            _receive = null;
+        }
+        if (cqe.Result > 0)
+        {
+            _bufferId = ProvidedBufferRing.BufferOf(cqe.Flags);
+            _bufferOffset = 0;
+            _bufferLength = cqe.Result;
+        }
+        else if (cqe.Result == 0) _endOfStream = true;
+        else if (cqe.Result == -SocketCalls.ENOBUFS) _plainReceive = true;
+        else _receiveErrno = -cqe.Result;
+    }
+
+    /// <summary>Copies from the current provided buffer; gives it back to the kernel once it is consumed.</summary>
+    private int CopyOut(Span<byte> into)
+    {
+        int n = Math.Min(into.Length, _bufferLength - _bufferOffset);
+        _buffers!.Bytes((ushort)_bufferId, _bufferLength).Slice(_bufferOffset, n).CopyTo(into);
+        _bufferOffset += n;
+        if (_bufferOffset == _bufferLength) ReleaseBuffer();
+        return n;
+    }
+
+    private void ReleaseBuffer()
+    {
+        if (_bufferId < 0) return;
+        _buffers!.Recycle((ushort)_bufferId);
+        _bufferId = -1;
+    }
+
+    /// <summary>Sends all of <paramref name="data"/>.</summary>
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        Check("WriteAsync");
+        if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
+        if (data.IsEmpty) return default;
+        var op = Owner.Operations.RentReadWrite().Start($"{_kind} write", null, Fd, ct);
+        op.SetSocketErrors();
+        op.SetLingering(true); // a send waits for room in the socket's buffer, as long as the peer does not read
+        op.PrepareSend(Fd.Fd, data);
+        Owner.Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
+    /// <summary>shutdown(2) through the ring.</summary>
+    public ValueTask ShutdownAsync(SocketShutdown how, CancellationToken ct)
+    {
+        Check("ShutdownAsync");
+        if (how is not (SocketShutdown.Receive or SocketShutdown.Send or SocketShutdown.Both))
+            throw new ArgumentOutOfRangeException(nameof(how), how, "Receive, Send or Both.");
+        if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
+        var op = Owner.Operations.RentReadWrite().Start($"{_kind} shutdown", null, Fd, ct);
+        op.SetSocketErrors();
+        op.PrepareShutdown(Fd.Fd, (int)how); // SocketShutdown's values are SHUT_RD, SHUT_WR, SHUT_RDWR
+        Owner.Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
+    /// <summary>Cancels pending reads and writes (they end with OperationCanceledException once the kernel has let
+    /// go of their memory), gives back the buffer being read, and closes the socket through the ring.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Fd.IsClosed) return;
+        CheckShard($"{_kind}.DisposeAsync");
+        int descriptor = Fd.Fd;
+        Fd.SetHandleAsInvalid(); // closed through the ring below, not by the finalizer
+        Owner.Backend.CancelDescriptor(descriptor);
+        _receive?.Dispose();
+        _receive = null;
+        ReleaseBuffer();
+        var op = Owner.Operations.RentReadWrite().Start($"{_kind} close", null, null, default);
+        op.PrepareClose(descriptor);
+        Owner.Submit(op);
+        await new ValueTask(op, op.Version);
+    }
+
+    /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>
+    public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind, what);
+
+    private void CheckShard(string what) => SocketOwner.CheckShard(Owner, _kind, what);
+}

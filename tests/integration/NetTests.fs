@@ -1,0 +1,434 @@
+/// Scipio.Net on the real kernel: TCP on 127.0.0.1 and [::1] port 0, Unix sockets, UDP. Most tests run the server
+/// and its clients as tasks of one shard (both ends through the same ring); some drive a System.Net.Sockets peer
+/// from a plain thread where the test needs what only it does (a reset).
+module Scipio.Integration.Tests.NetTests
+
+open System
+open System.Buffers
+open System.IO
+open System.Net
+open System.Net.Sockets
+open System.Threading
+open System.Threading.Tasks
+open Expecto
+open Scipio
+open Scipio.Net
+open Scipio.Integration.Tests.Helpers
+
+let private loopback4 = IPEndPoint(IPAddress.Loopback, 0)
+let private loopback6 = IPEndPoint(IPAddress.IPv6Loopback, 0)
+
+/// Deterministic bytes that differ with position and seed.
+let private pattern (seed: int) (length: int) =
+    Array.init length (fun i -> byte ((i * 131 + seed * 17 + (i >>> 10)) &&& 0xFF))
+
+/// Reads exactly `count` bytes (or until the end of the stream) from a connection.
+let private readExactly (stream: SocketStream) (count: int) =
+    task {
+        let into = Array.zeroCreate<byte> count
+        let mutable got = 0
+        let mutable ended = false
+
+        while got < count && not ended do
+            let! n = stream.ReadAsync(Memory(into, got, count - got))
+            if n = 0 then ended <- true else got <- got + n
+
+        return into[0 .. got - 1]
+    }
+
+/// Writes `data` in a task of its own, so the caller can read the answer meanwhile.
+let private writeInBackground (stream: SocketStream) (data: byte[]) =
+    spawn (fun () ->
+        task {
+            do! stream.WriteAsync(ReadOnlyMemory data)
+            return 0
+        })
+
+/// Echoes until the end of the stream, then closes.
+let private echo (stream: SocketStream) =
+    task {
+        let buffer = Array.zeroCreate<byte> 65536
+        let mutable go = true
+
+        while go do
+            let! n = stream.ReadAsync(Memory buffer)
+            if n = 0 then go <- false else do! stream.WriteAsync(ReadOnlyMemory(buffer, 0, n))
+
+        do! stream.DisposeAsync()
+        return 0
+    }
+
+let private echoRoundTrip (local: IPEndPoint) =
+    test $"echo of 1 B … 1 MiB messages is byte-exact on %O{local.Address}" {
+        let sizes = [ 1; 2; 63; 64; 1000; 4096; 8191; 8192; 8193; 65536; 100_000; 1 <<< 20 ]
+
+        let results =
+            runShard (fun () ->
+                task {
+                    let! listener = task { return TcpListener.Bind local }
+                    let server =
+                        spawn (fun () ->
+                            task {
+                                let! connection = listener.AcceptAsync()
+                                return! echo connection
+                            })
+
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(local.Address, listener.LocalEndPoint.Port))
+                    let results = ResizeArray()
+
+                    for size in sizes do
+                        let message = pattern size size
+                        // Write and read concurrently: a 1 MiB message does not fit in the sockets' buffers.
+                        let writing = writeInBackground client message
+                        let! back = readExactly client size
+                        let! _ = writing
+                        results.Add((size, (back = message)))
+
+                    let remote = client.RemoteEndPoint
+                    do! client.ShutdownAsync SocketShutdown.Send
+                    let! atEnd = client.ReadAsync(Memory(Array.zeroCreate 16))
+                    let! _ = server
+                    do! client.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return List.ofSeq results, remote.Port = listener.LocalEndPoint.Port, atEnd
+                })
+
+        let echoed, portsAgree, atEnd = results
+        for size, ok in echoed do
+            Expect.isTrue ok $"a %d{size}-byte message comes back byte-exact"
+        Expect.isTrue portsAgree "the client's RemoteEndPoint is the listener's port"
+        Expect.equal atEnd 0 "after the server closed, a read returns 0 (the end of the stream)"
+    }
+
+let private manyConnections =
+    test "1,000 concurrent connections on one shard each echo their own message" {
+        let count = 1000
+
+        let allOk, submittedPerIdle =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let port = listener.LocalEndPoint.Port
+                    let server =
+                        spawn (fun () ->
+                            task {
+                                let handlers = ResizeArray()
+                                for _ in 1..count do
+                                    let! connection = listener.AcceptAsync()
+                                    handlers.Add(spawn (fun () -> echo connection))
+                                let! _ = Task.WhenAll handlers
+                                return 0
+                            })
+
+                    let! clients =
+                        Task.WhenAll(Array.init count (fun _ -> TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port)).AsTask()))
+
+                    // Every connection idles with a receive armed: those are lingering, the ring has room.
+                    let before = Shard.Stats.Main.Submitted
+
+                    let! answers =
+                        Task.WhenAll(
+                            clients
+                            |> Array.mapi (fun i client ->
+                                spawn (fun () ->
+                                    task {
+                                        let message = pattern i (1 + i % 200)
+                                        do! client.WriteAsync(ReadOnlyMemory message)
+                                        let! back = readExactly client message.Length
+                                        do! client.DisposeAsync()
+                                        return back = message
+                                    }))
+                        )
+
+                    let! _ = server
+                    do! listener.DisposeAsync()
+                    return Array.forall id answers, Shard.Stats.Main.Submitted - before
+                })
+
+        Expect.isTrue allOk "every one of the 1,000 connections got its own message back"
+        Expect.isGreaterThan submittedPerIdle 0L "the connections did I/O through the main ring"
+    }
+
+let private halfClose =
+    test "half-close: after ShutdownAsync(Send) the peer reads the end, and can still send back" {
+        let result =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let server =
+                        spawn (fun () ->
+                            task {
+                                let! connection = listener.AcceptAsync()
+                                let! request = readExactly connection 1000 // reads to the end: the client sent 5 bytes
+                                do! connection.WriteAsync(ReadOnlyMemory(Array.append "got:"B request))
+                                do! connection.DisposeAsync()
+                                return request.Length
+                            })
+
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+                    do! client.WriteAsync(ReadOnlyMemory "hello"B)
+                    do! client.ShutdownAsync SocketShutdown.Send
+                    let! answer = readExactly client 100
+                    let! serverSaw = server
+                    do! client.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return serverSaw, answer
+                })
+
+        Expect.equal result (5, "got:hello"B) "the server saw 5 bytes then the end; its answer arrived after our shutdown"
+    }
+
+let private peerReset =
+    test "a peer that resets: the read throws SocketException ConnectionReset; the shard goes on" {
+        let error, after =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let port = listener.LocalEndPoint.Port
+                    // A System.Net.Sockets peer on a thread of its own: linger 0 makes its close a reset.
+                    let peer =
+                        Task.Factory.StartNew(
+                            (fun () ->
+                                use socket = new Socket(SocketType.Stream, ProtocolType.Tcp)
+                                socket.Connect(IPEndPoint(IPAddress.Loopback, port))
+                                socket.Send("x"B) |> ignore
+                                socket.LingerState <- LingerOption(true, 0)
+                                socket.Close()),
+                            CancellationToken.None,
+                            TaskCreationOptions.LongRunning,
+                            TaskScheduler.Default
+                        )
+
+                    let! connection = listener.AcceptAsync()
+                    let buffer = Array.zeroCreate<byte> 16
+                    let! first = connection.ReadAsync(Memory buffer)
+                    do! peer
+                    let! error = thrownByTask (fun () -> connection.ReadAsync(Memory buffer).AsTask())
+                    do! connection.DisposeAsync()
+                    // The listener still works.
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port))
+                    let! accepted = listener.AcceptAsync()
+                    do! client.WriteAsync(ReadOnlyMemory "ok"B)
+                    let! back = readExactly accepted 2
+                    do! client.DisposeAsync()
+                    do! accepted.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return (first, error), back
+                })
+
+        let first, thrown = error
+        Expect.equal first 1 "the byte sent before the reset was read"
+        let e = expectExn<SocketException> "read after the peer reset" thrown
+        Expect.equal e.SocketErrorCode SocketError.ConnectionReset "ConnectionReset"
+        Expect.equal after "ok"B "a new connection on the same listener works"
+    }
+
+let private cancelThenReuse =
+    test "cancel a pending accept and a pending read, then both the listener and the connection work, losing nothing" {
+        let acceptCanceled, readCanceled, message, secondMessage =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let port = listener.LocalEndPoint.Port
+                    use cts1 = new CancellationTokenSource()
+                    let accepting = listener.AcceptAsync(cts1.Token).AsTask()
+                    do! Shard.Yield()
+                    cts1.Cancel()
+                    let! acceptCanceled = thrownByTask (fun () -> accepting)
+
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port))
+                    let! server = listener.AcceptAsync()
+                    use cts2 = new CancellationTokenSource()
+                    let reading = server.ReadAsync(Memory(Array.zeroCreate 16), cts2.Token).AsTask()
+                    do! Shard.Yield()
+                    cts2.Cancel()
+                    let! readCanceled = thrownByTask (fun () -> reading)
+
+                    do! client.WriteAsync(ReadOnlyMemory "after cancel"B)
+                    let! message = readExactly server 12
+                    // And a read canceled from another thread.
+                    use cts3 = new CancellationTokenSource()
+                    let reading = server.ReadAsync(Memory(Array.zeroCreate 16), cts3.Token).AsTask()
+                    do! Task.Run(fun () -> cts3.Cancel())
+                    let! _ = thrownByTask (fun () -> reading)
+                    do! client.WriteAsync(ReadOnlyMemory "again"B)
+                    let! second = readExactly server 5
+                    do! client.DisposeAsync()
+                    do! server.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return acceptCanceled, readCanceled, message, second
+                })
+
+        expectExn<OperationCanceledException> "the canceled accept" acceptCanceled |> ignore
+        expectExn<OperationCanceledException> "the canceled read" readCanceled |> ignore
+        Expect.equal message "after cancel"B "the connection reads on after a canceled read"
+        Expect.equal secondMessage "again"B "and after a read canceled from another thread"
+    }
+
+let private errors =
+    test "connect refused, port in use, disposed and wrong-shard use: the exceptions the API documents" {
+        let refused, inUse, disposed, emptyPath =
+            runShard (fun () ->
+                task {
+                    // A port nothing listens on: bind one, note it, close it.
+                    let probe = TcpListener.Bind loopback4
+                    let freePort = probe.LocalEndPoint.Port
+                    do! probe.DisposeAsync()
+                    let! refused = thrownByTask (fun () -> TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, freePort)).AsTask())
+
+                    let first = TcpListener.Bind(loopback4, TcpListenerOptions(ReusePort = false))
+                    let inUse =
+                        thrownBy (fun () -> TcpListener.Bind(IPEndPoint(IPAddress.Loopback, first.LocalEndPoint.Port), TcpListenerOptions(ReusePort = false)))
+                    do! first.DisposeAsync()
+
+                    let listener = TcpListener.Bind loopback4
+                    do! listener.DisposeAsync()
+                    let! disposed = thrownByTask (fun () -> listener.AcceptAsync().AsTask())
+                    let emptyPath = thrownBy (fun () -> UnixListener.Bind "")
+                    return refused, inUse, disposed, emptyPath
+                })
+
+        let e = expectExn<SocketException> "connect to a closed port" refused
+        Expect.equal e.SocketErrorCode SocketError.ConnectionRefused "ConnectionRefused"
+        let e = expectExn<SocketException> "bind to a port in use" inUse
+        Expect.equal e.SocketErrorCode SocketError.AddressAlreadyInUse "AddressAlreadyInUse"
+        Expect.stringContains e.Message "pick another port" "the message says what to do"
+        expectExn<ObjectDisposedException> "accept on a disposed listener" disposed |> ignore
+        expectExn<ArgumentException> "an empty Unix path" emptyPath |> ignore
+        let offShard = thrownBy (fun () -> TcpListener.Bind loopback4)
+        expectExn<InvalidOperationException> "Bind off a shard" offShard |> ignore
+    }
+
+let private unixRoundTrip =
+    test "Unix stream sockets round-trip, by path and by abstract name" {
+        withTempDir (fun dir ->
+            let path = Path.Combine(dir, "echo.sock")
+            let abstractName = $"\000scipio-test-{Environment.ProcessId}"
+
+            let results =
+                runShard (fun () ->
+                    task {
+                        let results = ResizeArray()
+                        for name in [ path; abstractName ] do
+                            let listener = UnixListener.Bind name
+                            let server =
+                                spawn (fun () ->
+                                    task {
+                                        let! c = listener.AcceptAsync()
+                                        return! echo c
+                                    })
+                            let! client = UnixStream.ConnectAsync name
+                            let message = pattern 3 50_000
+                            let writing = writeInBackground client message
+                            let! back = readExactly client message.Length
+                            let! _ = writing
+                            do! client.DisposeAsync()
+                            let! _ = server
+                            do! listener.DisposeAsync()
+                            results.Add((back = message))
+                        return List.ofSeq results
+                    })
+
+            Expect.equal results [ true; true ] "both a path and an abstract name echo byte-exact")
+    }
+
+let private udpRoundTrip =
+    test "UDP datagrams round-trip with their sender's address (IPv4 and IPv6)" {
+        let results =
+            runShard (fun () ->
+                task {
+                    let results = ResizeArray()
+                    for local in [ loopback4; loopback6 ] do
+                        let! a = task { return UdpSocket.Bind local }
+                        let b = UdpSocket.Bind local
+                        let receiving = b.ReceiveFromAsync(Memory(Array.zeroCreate 1500)).AsTask()
+                        let! sent = a.SendToAsync(ReadOnlyMemory "datagram"B, b.LocalEndPoint)
+                        let! got = receiving
+                        // Connected: SendAsync goes to the one peer.
+                        a.Connect b.LocalEndPoint
+                        let buffer = Array.zeroCreate 1500
+                        let receiving = b.ReceiveFromAsync(Memory buffer).AsTask()
+                        let! _ = a.SendAsync(ReadOnlyMemory "second"B)
+                        let! got2 = receiving
+                        results.Add(sent, got.ReceivedBytes, got.RemoteEndPoint = (a.LocalEndPoint :> EndPoint), Text.Encoding.ASCII.GetString(buffer, 0, got2.ReceivedBytes))
+                        do! a.DisposeAsync()
+                        do! b.DisposeAsync()
+                    return List.ofSeq results
+                })
+
+        for sent, received, fromA, second in results do
+            Expect.equal (sent, received) (8, 8) "8 bytes sent, 8 received"
+            Expect.isTrue fromA "the sender's address is the sending socket's"
+            Expect.equal second "second" "the connected send arrived"
+    }
+
+let private adapters =
+    test "StreamReader reads lines over AsStream(); a PipeReader line parser works over AsPipe()" {
+        let lines, parsed =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let port = listener.LocalEndPoint.Port
+                    let text = String.Join("\n", [ for i in 1..500 -> $"line {i}" ]) + "\n"
+                    let sender =
+                        spawn (fun () ->
+                            task {
+                                for _ in 1..2 do
+                                    let! connection = listener.AcceptAsync()
+                                    do! connection.WriteAsync(ReadOnlyMemory(Text.Encoding.UTF8.GetBytes text))
+                                    do! connection.DisposeAsync()
+                                return 0
+                            })
+
+                    let! first = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port))
+                    use reader = new StreamReader(first.AsStream())
+                    let lines = ResizeArray()
+                    let mutable line = null
+                    let! l = reader.ReadLineAsync()
+                    line <- l
+                    while not (isNull line) do
+                        lines.Add line
+                        let! l = reader.ReadLineAsync()
+                        line <- l
+                    do! first.DisposeAsync()
+
+                    let! second = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port))
+                    let pipe = second.AsPipe().Input
+                    let parsed = ResizeArray()
+                    let mutable finished = false
+                    while not finished do
+                        let! result = pipe.ReadAsync()
+                        let mutable buffer = result.Buffer
+                        let mutable position = buffer.PositionOf(byte '\n')
+                        while position.HasValue do
+                            parsed.Add(Text.Encoding.UTF8.GetString(buffer.Slice(0, position.Value).ToArray()))
+                            buffer <- buffer.Slice(buffer.GetPosition(1L, position.Value))
+                            position <- buffer.PositionOf(byte '\n')
+                        pipe.AdvanceTo(buffer.Start, buffer.End)
+                        finished <- result.IsCompleted
+                    do! pipe.CompleteAsync()
+                    do! second.DisposeAsync()
+                    let! _ = sender
+                    do! listener.DisposeAsync()
+                    return List.ofSeq lines, List.ofSeq parsed
+                })
+
+        let expected = [ for i in 1..500 -> $"line {i}" ]
+        Expect.equal lines expected "StreamReader saw every line"
+        Expect.equal parsed expected "the PipeReader parser saw every line"
+    }
+
+let tests =
+    testSequenced
+    <| testList "net" [
+        echoRoundTrip loopback4
+        echoRoundTrip loopback6
+        manyConnections
+        halfClose
+        peerReset
+        cancelThenReuse
+        errors
+        unixRoundTrip
+        udpRoundTrip
+        adapters
+    ]
