@@ -186,3 +186,24 @@ module Libc =
 
 let describeCpus (cpus: int array) =
     cpus |> Array.map string |> String.concat ","
+
+/// Samples the process's allocations by type (the runtime's AllocationTick event, about one per 100 KB), so a test
+/// that finds allocations can say what they were.
+type AllocationSampler() =
+    inherit Diagnostics.Tracing.EventListener()
+    let types = Collections.Concurrent.ConcurrentDictionary<string, int>()
+
+    /// "Type × ticks, …" of what was sampled so far.
+    member _.Summary = types |> Seq.map (fun kv -> $"{kv.Key} × {kv.Value}") |> String.concat ", "
+
+    override this.OnEventSourceCreated(source) =
+        if source.Name = "Microsoft-Windows-DotNETRuntime" then
+            this.EnableEvents(source, Diagnostics.Tracing.EventLevel.Verbose, LanguagePrimitives.EnumOfValue<int64, Diagnostics.Tracing.EventKeywords> 1L)
+
+    override _.OnEventWritten(e) =
+        let name = e.EventName
+        if not (isNull name) && (nonNull name).StartsWith "GCAllocationTick" then
+            let payload = nonNull e.Payload
+            let typeName = string payload.[(nonNull e.PayloadNames).IndexOf "TypeName"]
+            types.AddOrUpdate(typeName, 1, fun _ v -> v + 1) |> ignore
+

@@ -418,6 +418,190 @@ let private adapters =
         Expect.equal parsed expected "the PipeReader parser saw every line"
     }
 
+let private openDescriptors () = Directory.GetFiles("/proc/self/fd").Length
+
+let private noFdLeak =
+    test "10,000 connect/accept/close cycles leave no descriptor behind" {
+        let before = openDescriptors ()
+
+        let cycles =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let target = IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port)
+                    let mutable done' = 0
+
+                    for i in 1..10_000 do
+                        let! client = TcpStream.ConnectAsync target
+                        let! server = listener.AcceptAsync()
+                        if i % 100 = 0 then
+                            // Now and then a byte crosses, so the receive path is armed and torn down too.
+                            do! client.WriteAsync(ReadOnlyMemory [| byte i |])
+                            let! _ = server.ReadAsync(Memory(Array.zeroCreate 1))
+                            ()
+                        do! client.DisposeAsync()
+                        do! server.DisposeAsync()
+                        done' <- done' + 1
+
+                    do! listener.DisposeAsync()
+                    return done'
+                })
+
+        Expect.equal cycles 10_000 "every cycle completed"
+        Expect.isLessThanOrEqual (openDescriptors ()) (before + 2) "the process holds no more descriptors than before (± the runtime's own)"
+    }
+
+let private zeroAllocEcho =
+    test "the server allocates 0 B per echoed message in steady state" {
+        let warmup, measured = 2_000, 20_000
+        use sampler = new AllocationSampler()
+
+        let bytes =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let port = listener.LocalEndPoint.Port
+                    // The client is System.Net.Sockets on a thread of its own: only the server runs on the shard.
+                    let client =
+                        Task.Factory.StartNew(
+                            (fun () ->
+                                use socket = new Socket(SocketType.Stream, ProtocolType.Tcp, NoDelay = true)
+                                socket.Connect(IPEndPoint(IPAddress.Loopback, port))
+                                let message = pattern 1 64
+                                let back = Array.zeroCreate<byte> 64
+                                for _ in 1 .. warmup + measured do
+                                    socket.Send message |> ignore
+                                    let mutable got = 0
+                                    while got < 64 do
+                                        got <- got + socket.Receive(back, got, 64 - got, SocketFlags.None)
+                                socket.Shutdown SocketShutdown.Send),
+                            CancellationToken.None,
+                            TaskCreationOptions.LongRunning,
+                            TaskScheduler.Default
+                        )
+
+                    let! connection = listener.AcceptAsync()
+                    let buffer = Array.zeroCreate<byte> 4096
+                    let mutable echoed = 0
+                    let mutable start = 0L
+                    let mutable finish = 0L
+                    let mutable go = true
+                    // Counts bytes, not reads: a read may return part of a message or several.
+                    let mutable bytesEchoed = 0
+
+                    while go do
+                        let! n = connection.ReadAsync(Memory buffer)
+                        if n = 0 then
+                            go <- false
+                        else
+                            do! connection.WriteAsync(ReadOnlyMemory(buffer, 0, n))
+                            bytesEchoed <- bytesEchoed + n
+                            if start = 0L && bytesEchoed >= warmup * 64 then start <- GC.GetAllocatedBytesForCurrentThread()
+                            if finish = 0L && bytesEchoed >= (warmup + measured) * 64 then finish <- GC.GetAllocatedBytesForCurrentThread()
+                            echoed <- echoed + 1
+
+                    do! client
+                    do! connection.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return finish - start
+                })
+
+        Expect.isLessThanOrEqual bytes 4096L $"%d{bytes} B over %d{measured} echoed messages (sampled allocations: %s{sampler.Summary}): nothing per message"
+    }
+
+let private twoShardPool =
+    test "a 2-shard pool on one port (ReusePort): connections are accepted on both shards" {
+        let pool =
+            ShardPool.Start(
+                ShardPoolOptions(
+                    Shards = 2,
+                    Placement = PoolPlacement.MaxSpread [ 0; 1 ],
+                    PerShard = ShardOptions(SpinBeforePark = TimeSpan.FromMicroseconds 200.0)
+                )
+            )
+
+        let listeners = Array.zeroCreate<TcpListener> 2
+        let port =
+            pool.SubmitTo(0, Func<Task<int>>(fun () -> task { listeners[0] <- TcpListener.Bind loopback4; return listeners[0].LocalEndPoint.Port }))
+            |> awaitBounded "bind on shard 0" shardTimeout
+        pool.SubmitTo(1, Func<Task<int>>(fun () -> task { listeners[1] <- TcpListener.Bind(IPEndPoint(IPAddress.Loopback, port)); return 0 }))
+        |> awaitBounded "bind on shard 1" shardTimeout
+        |> ignore
+
+        let connections = 64
+        // Each shard accepts until the total reaches 64: the count lives on shard 0, and shard 1 adds to it there.
+        let accepted = Array.zeroCreate<int> 2
+        use stop = new CancellationTokenSource()
+        let serving =
+            pool.RunOnAll(fun () ->
+                task {
+                    let listener = listeners[Shard.Id]
+                    try
+                        while true do
+                            let! c = listener.AcceptAsync stop.Token
+                            accepted[Shard.Id] <- accepted[Shard.Id] + 1
+                            do! c.DisposeAsync()
+                    with :? OperationCanceledException -> ()
+                    do! listener.DisposeAsync()
+                    return accepted[Shard.Id]
+                })
+
+        let clients =
+            [ for _ in 1..connections ->
+                  let s = new Socket(SocketType.Stream, ProtocolType.Tcp)
+                  s.Connect(IPEndPoint(IPAddress.Loopback, port))
+                  s ]
+        // Each client reads until its server side closes: then that connection was accepted.
+        for s in clients do
+            s.Receive(Array.zeroCreate<byte> 1) |> ignore
+            s.Dispose()
+        stop.Cancel()
+        let perShard = serving |> awaitBounded "the accept loops" shardTimeout
+        task { do! pool.DisposeAsync() } |> awaitBounded "the pool" shardTimeout
+
+        Expect.equal (Array.sum perShard) connections "every connection was accepted once"
+        Expect.isTrue (perShard |> Array.forall (fun n -> n > 0)) $"both shards accepted connections: %A{perShard}"
+    }
+
+let private bufferRingRunsDry =
+    test "more connections holding unread data than the shard has receive buffers: reads fall back, no byte is lost" {
+        let count = 600 // > 512 provided buffers
+
+        let allOk, fallbacks =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let target = IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port)
+                    let pairs = ResizeArray()
+
+                    for _ in 1..count do
+                        let! client = TcpStream.ConnectAsync target
+                        let! server = listener.AcceptAsync()
+                        pairs.Add((client, server))
+
+                    let messages = Array.init count (fun i -> pattern i 3000)
+                    for i in 0 .. count - 1 do
+                        do! (fst pairs[i]).WriteAsync(ReadOnlyMemory messages[i])
+                    // One byte from each: every connection that got a buffer now holds it, partly read.
+                    let firsts = Array.zeroCreate<byte> count
+                    for i in 0 .. count - 1 do
+                        let! _ = (snd pairs[i]).ReadAsync(Memory(firsts, i, 1))
+                        ()
+                    let mutable ok = true
+                    for i in 0 .. count - 1 do
+                        let! rest = readExactly (snd pairs[i]) 2999
+                        ok <- ok && firsts[i] = messages[i][0] && rest = messages[i][1..]
+                    for (client, server) in pairs do
+                        do! client.DisposeAsync()
+                        do! server.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return ok, Shard.Stats.ReceiveFallbacks
+                })
+
+        Expect.isTrue allOk "every connection read its 3,000 bytes exactly"
+        Expect.isGreaterThan fallbacks 0L "the buffer ring ran dry and some reads went into the caller's memory"
+    }
+
 let tests =
     testSequenced
     <| testList "net" [
@@ -431,4 +615,8 @@ let tests =
         unixRoundTrip
         udpRoundTrip
         adapters
+        noFdLeak
+        zeroAllocEcho
+        twoShardPool
+        bufferRingRunsDry
     ]

@@ -51,7 +51,7 @@ public sealed class TcpListener : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(localEndPoint);
         options ??= new TcpListenerOptions();
-        return new(SocketAcceptor.Listen(localEndPoint, options.Backlog, options.ReuseAddress, options.ReusePort, nameof(TcpListener)));
+        return new(SocketAcceptor.Listen(localEndPoint, options.Backlog, options.ReuseAddress, options.ReusePort, SocketKind.TcpListener));
     }
 
     /// <summary>The address and port it listens on.</summary>
@@ -65,7 +65,7 @@ public sealed class TcpListener : IAsyncDisposable
     public async ValueTask<TcpStream> AcceptAsync(CancellationToken cancellationToken = default)
     {
         var fd = await _acceptor.AcceptAsync(cancellationToken);
-        return TcpStream.Accepted(new SocketConnection(_acceptor.Owner, fd, nameof(TcpStream)));
+        return TcpStream.Accepted(new SocketConnection(_acceptor.Owner, fd, SocketKind.TcpStream));
     }
 
     /// <summary>Stops listening: a pending accept ends with <see cref="ObjectDisposedException"/>, the socket is
@@ -94,7 +94,7 @@ public sealed class UnixListener : IAsyncDisposable
     public static UnixListener Bind(string path, int backlog = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(backlog);
-        return new(SocketAcceptor.Listen(SocketCalls.UnixEndPoint(path), backlog, reuseAddress: false, reusePort: false, nameof(UnixListener)));
+        return new(SocketAcceptor.Listen(SocketCalls.UnixEndPoint(path), backlog, reuseAddress: false, reusePort: false, SocketKind.UnixListener));
     }
 
     /// <summary>The name it listens on.</summary>
@@ -104,7 +104,7 @@ public sealed class UnixListener : IAsyncDisposable
     public async ValueTask<UnixStream> AcceptAsync(CancellationToken cancellationToken = default)
     {
         var fd = await _acceptor.AcceptAsync(cancellationToken);
-        return UnixStream.Accepted(new SocketConnection(_acceptor.Owner, fd, nameof(UnixStream)));
+        return UnixStream.Accepted(new SocketConnection(_acceptor.Owner, fd, SocketKind.UnixStream));
     }
 
     /// <summary>Stops listening and closes the socket (the socket file stays: delete it when done).</summary>

@@ -10,10 +10,10 @@ namespace Scipio.Net;
 /// armed: each connection is one CQE, kept until accepted when nobody waits.</summary>
 internal sealed class SocketAcceptor
 {
-    private readonly string _kind;
+    private readonly SocketKind _kind;
     private MultishotOperation? _accept;
 
-    private SocketAcceptor(ShardExecutor owner, FileDescriptor fd, EndPoint local, string kind)
+    private SocketAcceptor(ShardExecutor owner, FileDescriptor fd, EndPoint local, SocketKind kind)
     {
         Owner = owner;
         Fd = fd;
@@ -26,7 +26,7 @@ internal sealed class SocketAcceptor
     public EndPoint LocalEndPoint { get; }
 
     /// <summary>socket, options, bind and listen: none of them waits, so they are plain calls.</summary>
-    public static SocketAcceptor Listen(EndPoint at, int backlog, bool reuseAddress, bool reusePort, string kind)
+    public static SocketAcceptor Listen(EndPoint at, int backlog, bool reuseAddress, bool reusePort, SocketKind kind)
     {
         var owner = ShardExecutor.Require($"{kind}.Bind");
         int descriptor = SocketCalls.Socket(SocketCalls.FamilyOf(at), SocketCalls.SockStream | SocketCalls.SockCloexec, 0);
@@ -56,7 +56,7 @@ internal sealed class SocketAcceptor
         Check("AcceptAsync");
         if (_accept is null)
         {
-            _accept = Owner.Operations.RentMultishot().Start($"{_kind} accept", rearm: true);
+            _accept = Owner.Operations.RentMultishot().Start(_kind.Accept, rearm: true);
             _accept.PrepareAccept(Fd.Fd);
             Owner.Submit(_accept);
         }
@@ -67,28 +67,28 @@ internal sealed class SocketAcceptor
             _accept = null;
         }
         if (cqe.Result >= 0) return new FileDescriptor(cqe.Result);
-        if (Fd.IsClosed) ThrowHelper.ThrowObjectDisposed(_kind);
-        throw SocketErrors.ToException(-cqe.Result, $"{_kind} accept");
+        if (Fd.IsClosed) ThrowHelper.ThrowObjectDisposed(_kind.Name);
+        throw SocketErrors.ToException(-cqe.Result, _kind.Accept);
     }
 
     /// <summary>Stops accepting (a pending accept ends) and closes the socket through the ring.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Fd.IsClosed) return;
-        CheckShard($"{_kind}.DisposeAsync");
+        CheckShard("DisposeAsync");
         int descriptor = Fd.Fd;
         Fd.SetHandleAsInvalid();
         Owner.Backend.CancelDescriptor(descriptor);
         _accept?.Dispose();
         _accept = null;
-        var op = Owner.Operations.RentReadWrite().Start($"{_kind} close", null, null, default);
+        var op = Owner.Operations.RentReadWrite().Start(_kind.Close, null, null, default);
         op.PrepareClose(descriptor);
         Owner.Submit(op);
         await new ValueTask(op, op.Version);
     }
 
     /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>
-    public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind, what);
+    public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind.Name, what);
 
-    private void CheckShard(string what) => SocketOwner.CheckShard(Owner, _kind, what);
+    private void CheckShard(string what) => SocketOwner.CheckShard(Owner, _kind.Name, what);
 }

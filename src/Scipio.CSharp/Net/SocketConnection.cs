@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
 using Scipio.Interop;
 using Scipio.Ring;
 using Scipio.Runtime;
@@ -18,28 +18,35 @@ namespace Scipio.Net;
 /// order either way, since only one of the two is ever in flight.</para>
 /// <para>Sending: one send of the caller's memory (pinned until its CQE), continued after a short send.</para>
 /// </remarks>
-internal sealed class SocketConnection
+internal sealed class SocketConnection : IMultishotListener
 {
-    private readonly string _kind;
+    private static readonly Action<object?> s_plainReceived = static s => ((SocketConnection)s!).OnPlainReceived();
+
+    private readonly SocketKind _kind;
+    private readonly ShardWaiter<int> _read;
+    private Memory<byte> _readInto; // the pending read's memory
     private MultishotOperation? _receive;
     private ProvidedBufferRing? _buffers;
     private int _bufferId = -1, _bufferOffset, _bufferLength; // the provided buffer being read from
     private int _receiveErrno; // a receive failed: later reads throw it
-    private bool _endOfStream, _plainReceive, _reading;
+    private bool _endOfStream, _plainReceive;
+    private ReadWriteOperation? _plain; // a plain receive in flight, and its use
+    private short _plainVersion;
     private EndPoint? _local, _remote;
 
-    public SocketConnection(ShardExecutor owner, FileDescriptor fd, string kind)
+    public SocketConnection(ShardExecutor owner, FileDescriptor fd, SocketKind kind)
     {
         Owner = owner;
         Fd = fd;
         _kind = kind;
+        _read = new ShardWaiter<int>(owner, kind.Read, _ => OnReadCanceled());
     }
 
     public ShardExecutor Owner { get; }
     public FileDescriptor Fd { get; }
 
     /// <summary>A new socket connected to <paramref name="to"/>: socket and connect, both through the ring.</summary>
-    public static async ValueTask<SocketConnection> ConnectAsync(EndPoint to, string kind, CancellationToken ct)
+    public static async ValueTask<SocketConnection> ConnectAsync(EndPoint to, SocketKind kind, CancellationToken ct)
     {
         var owner = ShardExecutor.Require($"{kind}.ConnectAsync");
         int family = SocketCalls.FamilyOf(to);
@@ -69,66 +76,97 @@ internal sealed class SocketConnection
     public EndPoint RemoteEndPoint => _remote ??= SocketCalls.Name(Check("RemoteEndPoint"), peer: true);
 
     /// <summary>Reads what has arrived, up to <paramref name="buffer"/>.Length bytes; 0 at the end of the stream.
-    /// Completes at once when bytes are already here.</summary>
+    /// Completes at once when bytes are already here; otherwise the next receive CQE completes it directly, with
+    /// no task of its own in between.</summary>
     public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct)
     {
         Check("ReadAsync");
-        if (_reading) throw new InvalidOperationException($"A read on this {_kind} is already pending; await it before reading again.");
+        if (_read.IsWaiting) throw new InvalidOperationException($"A read on this {_kind.Name} is already pending; await it before reading again.");
         if (ct.IsCancellationRequested) return ValueTask.FromCanceled<int>(ct);
-        if (_bufferId < 0 && _receive is { HasPending: true } receive && receive.ReadAsync() is { IsCompletedSuccessfully: true } next)
-            Take(next.Result);
+        if (_bufferId < 0 && _receive is { HasPending: true } receive) Take(receive.ReadAsync().Result);
         if (_bufferId >= 0) return new ValueTask<int>(CopyOut(buffer.Span));
-        if (_receiveErrno != 0) return ValueTask.FromException<int>(SocketErrors.ToException(_receiveErrno, $"{_kind} read"));
+        if (_receiveErrno != 0) return ValueTask.FromException<int>(SocketErrors.ToException(_receiveErrno, _kind.Read));
         if (_endOfStream) return new ValueTask<int>(0);
-        return ReadSlowAsync(buffer, ct);
+
+        _readInto = buffer;
+        var wait = _read.Wait(ct);
+        if (_receive is null) Receive();
+        return wait;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, CancellationToken ct)
+    /// <summary>Puts a receive in flight for the pending read: the multishot receive, or — the buffer ring being
+    /// dry or missing — a plain receive into the read's memory.</summary>
+    private void Receive()
     {
-        _reading = true;
+        _buffers ??= (Owner.Backend as IoUringBackend)?.ReceiveBuffers;
+        if (_buffers is null || _plainReceive)
+        {
+            if (_plainReceive) Owner.ReceiveFallbacks++;
+            _plainReceive = false;
+            var op = Owner.Operations.RentReadWrite().Start(_kind.Read, null, Fd, default);
+            op.SetSocketErrors();
+            op.SetLingering(true);
+            op.PrepareRecv(Fd.Fd, _readInto);
+            _plain = op;
+            _plainVersion = op.Version;
+            Owner.Submit(op);
+            op.OnCompleted(s_plainReceived, this, _plainVersion, ValueTaskSourceOnCompletedFlags.None);
+            return;
+        }
+        _receive = Owner.Operations.RentMultishot().Start(_kind.Read, rearm: false);
+        _receive.PrepareReceive(Fd.Fd, _buffers);
+        _receive.Listen(this);
+        Owner.Submit(_receive);
+    }
+
+    /// <summary>A receive CQE, as it arrives: ends the pending read if there is one, else stays queued.</summary>
+    bool IMultishotListener.OnCqe(MultishotCqe cqe)
+    {
+        if (!_read.IsWaiting) return false;
+        Take(cqe);
+        if (_bufferId >= 0) _read.TrySetResult(CopyOut(_readInto.Span));
+        else if (_receiveErrno != 0) _read.TrySetException(SocketErrors.ToException(_receiveErrno, _kind.Read));
+        else if (_endOfStream) _read.TrySetResult(0);
+        else Receive(); // ENOBUFS: the data waits in the socket for a plain receive
+        if (!_read.IsWaiting) _readInto = default;
+        return true;
+    }
+
+    /// <summary>The plain receive's CQE has been handled: the kernel is done with the read's memory.</summary>
+    private void OnPlainReceived()
+    {
+        var op = _plain!;
+        _plain = null;
+        _readInto = default;
         try
         {
-            while (true)
-            {
-                if (_receive is null)
-                {
-                    _buffers ??= (Owner.Backend as IoUringBackend)?.ReceiveBuffers;
-                    if (_buffers is null || _plainReceive) return await PlainReceiveAsync(buffer, ct);
-                    _receive = Owner.Operations.RentMultishot().Start($"{_kind} read", rearm: false);
-                    _receive.PrepareReceive(Fd.Fd, _buffers);
-                    Owner.Submit(_receive);
-                }
-                Take(await _receive.ReadAsync(ct));
-                if (_bufferId >= 0) return CopyOut(buffer.Span);
-                if (_receiveErrno != 0) throw SocketErrors.ToException(_receiveErrno, $"{_kind} read");
-                if (_endOfStream) return 0;
-                // ENOBUFS: the buffer ring ran dry; the data waits in the socket for a plain receive.
-            }
+            int n = op.GetResult(_plainVersion);
+            if (n == 0) _endOfStream = true;
+            _read.TrySetResult(n);
         }
-        finally
+        catch (Exception e)
         {
-            _reading = false;
+            // Canceled by the read's token (OnReadCanceled): the kernel answered ECANCELED.
+            if (_read.Token.IsCancellationRequested) _read.TrySetCanceled();
+            else _read.TrySetException(e);
         }
     }
 
-    /// <summary>One receive into the caller's memory (pinned until its CQE, also when canceled); the multishot
-    /// receive is armed again by the read after it.</summary>
-    private async ValueTask<int> PlainReceiveAsync(Memory<byte> buffer, CancellationToken ct)
+    /// <summary>The pending read's token was canceled (on the shard thread). A multishot receive holds nothing of
+    /// the reader's: the read ends now, and what arrives later waits for the next read. A plain receive holds the
+    /// reader's memory: it is canceled in the kernel, and the read ends when its CQE has arrived.</summary>
+    private void OnReadCanceled()
     {
-        _plainReceive = false;
-        var op = Owner.Operations.RentReadWrite().Start($"{_kind} read", null, Fd, ct);
-        op.SetSocketErrors();
-        op.SetLingering(true);
-        op.PrepareRecv(Fd.Fd, buffer);
-        Owner.Submit(op);
-        int n = await new ValueTask<int>(op, op.Version);
-        if (n == 0 && buffer.Length > 0) _endOfStream = true;
-        return n;
+        if (_plain is { } op) Owner.Backend.Cancel(op);
+        else
+        {
+            _readInto = default;
+            _read.TrySetCanceled();
+        }
     }
 
     /// <summary>Records what a receive CQE says: bytes in a provided buffer, the end of the stream, an error, or
-    /// that the buffer ring ran dry. A CQE without F_MORE ends the multishot receive.</summary>
+    /// that the buffer ring ran dry. A CQE without F_MORE ends the multishot receive; the next receive arms another.</summary>
     private void Take(MultishotCqe cqe)
     {
         if (!cqe.HasMore)
@@ -170,7 +208,7 @@ internal sealed class SocketConnection
         Check("WriteAsync");
         if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
         if (data.IsEmpty) return default;
-        var op = Owner.Operations.RentReadWrite().Start($"{_kind} write", null, Fd, ct);
+        var op = Owner.Operations.RentReadWrite().Start(_kind.Write, null, Fd, ct);
         op.SetSocketErrors();
         op.SetLingering(true); // a send waits for room in the socket's buffer, as long as the peer does not read
         op.PrepareSend(Fd.Fd, data);
@@ -185,7 +223,7 @@ internal sealed class SocketConnection
         if (how is not (SocketShutdown.Receive or SocketShutdown.Send or SocketShutdown.Both))
             throw new ArgumentOutOfRangeException(nameof(how), how, "Receive, Send or Both.");
         if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
-        var op = Owner.Operations.RentReadWrite().Start($"{_kind} shutdown", null, Fd, ct);
+        var op = Owner.Operations.RentReadWrite().Start(_kind.Shutdown, null, Fd, ct);
         op.SetSocketErrors();
         op.PrepareShutdown(Fd.Fd, (int)how); // SocketShutdown's values are SHUT_RD, SHUT_WR, SHUT_RDWR
         Owner.Submit(op);
@@ -197,21 +235,22 @@ internal sealed class SocketConnection
     public async ValueTask DisposeAsync()
     {
         if (Fd.IsClosed) return;
-        CheckShard($"{_kind}.DisposeAsync");
+        CheckShard("DisposeAsync");
         int descriptor = Fd.Fd;
         Fd.SetHandleAsInvalid(); // closed through the ring below, not by the finalizer
-        Owner.Backend.CancelDescriptor(descriptor);
+        Owner.Backend.CancelDescriptor(descriptor); // a plain receive in flight ends through its own CQE
         _receive?.Dispose();
         _receive = null;
         ReleaseBuffer();
-        var op = Owner.Operations.RentReadWrite().Start($"{_kind} close", null, null, default);
+        if (_plain is null) _read.TrySetException(SocketErrors.ToException(Errno.ECANCELED, _kind.Read)); // as .NET: OperationAborted
+        var op = Owner.Operations.RentReadWrite().Start(_kind.Close, null, null, default);
         op.PrepareClose(descriptor);
         Owner.Submit(op);
         await new ValueTask(op, op.Version);
     }
 
     /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>
-    public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind, what);
+    public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind.Name, what);
 
-    private void CheckShard(string what) => SocketOwner.CheckShard(Owner, _kind, what);
+    private void CheckShard(string what) => SocketOwner.CheckShard(Owner, _kind.Name, what);
 }

@@ -58,8 +58,10 @@ public abstract class SocketStream : IAsyncDisposable
     /// connection and its writer flushes to it, on this shard. Completing the pipe leaves the connection open.</summary>
     public IDuplexPipe AsPipe() => _pipe ??= new SocketPipe(AsStream());
 
-    /// <summary>Cancels pending reads and writes (they end with <see cref="OperationCanceledException"/> or
-    /// <see cref="ObjectDisposedException"/>) and closes the socket through the ring. Twice does nothing.</summary>
+    /// <summary>Ends pending reads and writes (with <see cref="SocketException"/>
+    /// <see cref="SocketError.OperationAborted"/>, as System.Net.Sockets does, once the kernel has let go of their
+    /// memory) and closes the socket through the ring. Later calls throw <see cref="ObjectDisposedException"/>;
+    /// disposing twice does nothing.</summary>
     public ValueTask DisposeAsync() => Connection.DisposeAsync();
 
     private sealed class SocketPipe(Stream stream) : IDuplexPipe
@@ -92,7 +94,7 @@ public sealed class TcpStream : SocketStream
     public static async ValueTask<TcpStream> ConnectAsync(IPEndPoint remoteEndPoint, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(remoteEndPoint);
-        return Accepted(await SocketConnection.ConnectAsync(remoteEndPoint, nameof(TcpStream), cancellationToken));
+        return Accepted(await SocketConnection.ConnectAsync(remoteEndPoint, SocketKind.TcpStream, cancellationToken));
     }
 
     /// <summary>TCP_NODELAY: send small writes at once rather than coalescing them (Nagle). Default true.</summary>
@@ -126,7 +128,7 @@ public sealed class UnixStream : SocketStream
     /// AddressNotAvailable when no such socket file exists), or another socket error.</exception>
     /// <exception cref="InvalidOperationException">Not called on a shard.</exception>
     public static async ValueTask<UnixStream> ConnectAsync(string path, CancellationToken cancellationToken = default) =>
-        new(await SocketConnection.ConnectAsync(Interop.SocketCalls.UnixEndPoint(path), nameof(UnixStream), cancellationToken));
+        new(await SocketConnection.ConnectAsync(Interop.SocketCalls.UnixEndPoint(path), SocketKind.UnixStream, cancellationToken));
 
     /// <summary>This end's name (unnamed for a connecting socket).</summary>
     public UnixDomainSocketEndPoint LocalEndPoint => (UnixDomainSocketEndPoint)Connection.LocalEndPoint;

@@ -137,11 +137,14 @@ internal sealed class ShardExecutor : IDisposable
         return new ShardStats(
             Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, b.Wakeups, _preemptions, b.PollFallbacks,
             b.Main, b.Latency, b.Poll, _queues.Select(QueueStats).ToArray())
-        { MsgRingWakeups = b.MsgRingWakeups, InlineWrites = InlineWrites };
+        { MsgRingWakeups = b.MsgRingWakeups, InlineWrites = InlineWrites, ReceiveFallbacks = ReceiveFallbacks };
     }
 
     /// <summary>Buffered-file writes done by pwrite on this thread (counted by BufferedFile).</summary>
     public long InlineWrites;
+
+    /// <summary>Socket reads into the reader's memory after ENOBUFS (counted by SocketConnection).</summary>
+    public long ReceiveFallbacks;
 
     public Task<T> Spawn<T>(TaskQueue queue, Func<Task> work)
     {

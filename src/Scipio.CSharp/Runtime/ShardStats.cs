@@ -35,6 +35,10 @@ public sealed record ShardStats(
     /// <summary>Buffered-file writes done by a <c>pwrite</c> on the shard's thread rather than through the ring
     /// (<see cref="IO.BufferedFile.InlineWriteLimit"/>).</summary>
     public long InlineWrites { get; init; }
+
+    /// <summary>Socket reads that went into the reader's own memory because the shard's provided-buffer ring had
+    /// run dry (ENOBUFS): a sign of many connections holding unread data at once.</summary>
+    public long ReceiveFallbacks { get; init; }
 }
 
 /// <summary>Counters of one io_uring instance.</summary>

@@ -24,7 +24,8 @@ internal readonly record struct MultishotCqe(int Result, uint Flags)
 /// back to its pool once the kernel has let go of it.</remarks>
 internal sealed unsafe class MultishotOperation : IoOperation
 {
-    private readonly Reader _reader;
+    private readonly ShardWaiter<MultishotCqe> _reader;
+    private IMultishotListener? _listener; // takes each CQE as it arrives, before any reader
     private unsafe KernelTimespec* _timespec; // a timeout's interval: the kernel reads it when the SQE is submitted
     private ProvidedBufferRing? _buffers; // a receive's buffer ring: a CQE dropped unread gives its buffer back
     private MultishotCqe[] _pending = new MultishotCqe[8];
@@ -33,7 +34,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
 
     public MultishotOperation(ShardExecutor owner, OperationTable table) : base(owner, table)
     {
-        _reader = new Reader(this);
+        _reader = new ShardWaiter<MultishotCqe>(owner, "multishot read", ShardWaiter<MultishotCqe>.EndOnCancel);
         Class = OpClass.Lingering;
     }
 
@@ -41,6 +42,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
     public MultishotOperation Start(string what, bool rearm)
     {
         Begin(what, null, null, default);
+        _reader.What = what;
         _rearm = rearm;
         return this;
     }
@@ -114,6 +116,10 @@ internal sealed unsafe class MultishotOperation : IoOperation
         return _reader.Wait(ct);
     }
 
+    /// <summary>Hands each CQE to <paramref name="listener"/> as it arrives (on the shard thread, while reaping);
+    /// what it declines is kept for <see cref="ReadAsync"/>. Null stops it.</summary>
+    public void Listen(IMultishotListener? listener) => _listener = listener;
+
     /// <summary>CQEs are waiting to be read.</summary>
     public bool HasPending => _count > 0;
 
@@ -124,7 +130,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
         if (_disposed) return;
         _disposed = true;
         while (_count > 0) Drop(Dequeue());
-        _reader.TryHandOver(new MultishotCqe(-Errno.ECANCELED, 0)); // a waiting read ends: nothing more will come
+        _reader.TrySetResult(new MultishotCqe(-Errno.ECANCELED, 0)); // a waiting read ends: nothing more will come
         if (_ended) Release();
         else Owner.RequestCancel(this, Version);
     }
@@ -137,7 +143,8 @@ internal sealed unsafe class MultishotOperation : IoOperation
 
     private void Deliver(MultishotCqe cqe)
     {
-        if (_reader.TryHandOver(cqe)) return;
+        if (_listener is { } listener && listener.OnCqe(cqe)) return;
+        if (_reader.TrySetResult(cqe)) return;
         if (_count == _pending.Length)
         {
             var bigger = new MultishotCqe[_pending.Length * 2];
@@ -166,92 +173,13 @@ internal sealed unsafe class MultishotOperation : IoOperation
         _head = _count = 0;
         _rearm = _ended = _disposed = false;
         _buffers = null;
+        _listener = null;
     }
+}
 
-    /// <summary>The reader's side: one pending read at a time, continued on the task queue that read; a canceled
-    /// token ends the wait (on the shard thread) without touching the request.</summary>
-    private sealed class Reader(MultishotOperation op) : IValueTaskSource<MultishotCqe>
-    {
-        private Action<object?>? _continuation;
-        private object? _state;
-        private TaskQueue? _queue;
-        private MultishotCqe _result;
-        private CancellationToken _ct;
-        private CancellationTokenRegistration _registration;
-        private bool _waiting, _ready, _canceled;
-        private short _token;
-
-        public ValueTask<MultishotCqe> Wait(CancellationToken ct)
-        {
-            if (_waiting) throw new InvalidOperationException("A read of this multishot operation is already waiting.");
-            _waiting = true;
-            _ready = _canceled = false;
-            _queue = op.Owner.CurrentQueue;
-            _ct = ct;
-            if (ct.CanBeCanceled)
-                _registration = ct.UnsafeRegister(static (s, _) => ((Reader)s!).OnCanceled(), this);
-            return new ValueTask<MultishotCqe>(this, _token);
-        }
-
-        /// <summary>The token's callback, on any thread: the wait ends on the shard thread.</summary>
-        private void OnCanceled()
-        {
-            short token = _token;
-            if (ShardExecutor.Current == op.Owner) Cancel(token);
-            else op.Owner.PostFromAnotherThread(null, new WorkItem((Action)(() => Cancel(token)), null));
-        }
-
-        private void Cancel(short token)
-        {
-            if (token != _token || !_waiting || _ready) return;
-            _canceled = _ready = true;
-            _registration = default; // this is its callback running: disposing it here would wait for itself
-            if (_continuation is { } c) _queue!.EnqueueLocal(new WorkItem(c, _state));
-        }
-
-        /// <summary>Gives the CQE to a waiting read; false when none waits.</summary>
-        public bool TryHandOver(MultishotCqe cqe)
-        {
-            if (!_waiting || _ready) return false;
-            _result = cqe;
-            _ready = true;
-            _registration.Dispose();
-            _registration = default;
-            if (_continuation is { } c) _queue!.EnqueueLocal(new WorkItem(c, _state));
-            return true;
-        }
-
-        public ValueTaskSourceStatus GetStatus(short token) =>
-            !_ready ? ValueTaskSourceStatus.Pending : _canceled ? ValueTaskSourceStatus.Canceled : ValueTaskSourceStatus.Succeeded;
-
-        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
-        {
-            Debug.Assert(token == _token);
-            if (_ready)
-            {
-                _queue!.EnqueueLocal(new WorkItem(continuation, state));
-                return;
-            }
-            _continuation = continuation;
-            _state = state;
-        }
-
-        public MultishotCqe GetResult(short token)
-        {
-            if (token != _token || !_ready)
-                throw new InvalidOperationException("This read's ValueTask was already awaited, or has not completed.");
-            _token++;
-            bool canceled = _canceled;
-            var ct = _ct;
-            _waiting = _ready = _canceled = false;
-            _registration.Dispose();
-            _registration = default;
-            _ct = default;
-            _continuation = null;
-            _state = null;
-            _queue = null;
-            if (canceled) throw new OperationCanceledException($"{op.What} was canceled.", ct);
-            return _result;
-        }
-    }
+/// <summary>Takes a multishot operation's CQEs as they arrive (<see cref="MultishotOperation.Listen"/>).</summary>
+internal interface IMultishotListener
+{
+    /// <summary>A CQE arrived; false leaves it queued for a reader.</summary>
+    bool OnCqe(MultishotCqe cqe);
 }
