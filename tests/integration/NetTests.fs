@@ -299,6 +299,33 @@ let private errors =
         expectExn<InvalidOperationException> "Bind off a shard" offShard |> ignore
     }
 
+let private disposeAndOwnership =
+    test "disposing a connection ends its pending read (OperationAborted); another shard's use is refused" {
+        let aborted, afterDispose, wrongShard =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+                    let! server = listener.AcceptAsync()
+                    let reading = server.ReadAsync(Memory(Array.zeroCreate 16)).AsTask()
+                    do! Shard.Yield()
+                    do! server.DisposeAsync()
+                    let! aborted = thrownByTask (fun () -> reading)
+                    let! afterDispose = thrownByTask (fun () -> server.ReadAsync(Memory(Array.zeroCreate 16)).AsTask())
+                    let other = Shard.Start(Func<Task<exn option>>(fun () -> thrownByTask (fun () -> task { do! client.WriteAsync(ReadOnlyMemory [| 1uy |]) })))
+                    let! wrongShard = other.Completion
+                    do! client.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return aborted, afterDispose, wrongShard
+                })
+
+        let e = expectExn<SocketException> "the read pending at dispose" aborted
+        Expect.equal e.SocketErrorCode SocketError.OperationAborted "OperationAborted, as System.Net.Sockets"
+        expectExn<ObjectDisposedException> "a read after dispose" afterDispose |> ignore
+        let e = expectExn<InvalidOperationException> "a write from another shard" wrongShard
+        Expect.stringContains e.Message "belongs to shard" "the message says whose it is"
+    }
+
 let private unixRoundTrip =
     test "Unix stream sockets round-trip, by path and by abstract name" {
         withTempDir (fun dir ->
@@ -612,6 +639,7 @@ let tests =
         peerReset
         cancelThenReuse
         errors
+        disposeAndOwnership
         unixRoundTrip
         udpRoundTrip
         adapters

@@ -29,7 +29,9 @@ let tests =
               [ "csharp", "samples/QuickStart/Program.cs"
                 "fsharp", "samples/QuickStart.FSharp/Program.fs"
                 "csharp", "samples/Pool/Program.cs"
-                "fsharp", "samples/Pool.FSharp/Program.fs" ] do
+                "fsharp", "samples/Pool.FSharp/Program.fs"
+                "csharp", "samples/Echo/Program.cs"
+                "fsharp", "samples/Echo.FSharp/Program.fs" ] do
               test $"its {language} block is {sample}, which the build compiles" {
                   let code = File.ReadAllText(Path.Combine(root (), sample))
                   Expect.contains (blocks language) code $"the README's {language} code is {sample}, verbatim"
