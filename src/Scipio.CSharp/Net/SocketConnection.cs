@@ -20,6 +20,11 @@ namespace Scipio.Net;
 /// </remarks>
 internal sealed class SocketConnection : IMultishotListener
 {
+    /// <summary>A read into at least this many bytes, with no receive in flight, is a plain receive into the
+    /// caller's memory: one CQE may bring all of it, copied once by the kernel, where the buffer ring would bring it
+    /// in provided-buffer pieces, each copied again (bench <c>tcp-stream</c>). int.MaxValue: always multishot.</summary>
+    internal static int LargeReadThreshold = 64 << 10;
+
     private static readonly Action<object?> s_plainReceived = static s => ((SocketConnection)s!).OnPlainReceived();
 
     private readonly SocketKind _kind;
@@ -94,12 +99,12 @@ internal sealed class SocketConnection : IMultishotListener
         return wait;
     }
 
-    /// <summary>Puts a receive in flight for the pending read: the multishot receive, or — the buffer ring being
-    /// dry or missing — a plain receive into the read's memory.</summary>
+    /// <summary>Puts a receive in flight for the pending read: the multishot receive, or a plain receive into the
+    /// read's memory when the buffer ring is dry or missing or the read is large (<see cref="LargeReadThreshold"/>).</summary>
     private void Receive()
     {
         _buffers ??= (Owner.Backend as IoUringBackend)?.ReceiveBuffers;
-        if (_buffers is null || _plainReceive)
+        if (_buffers is null || _plainReceive || _readInto.Length >= LargeReadThreshold)
         {
             if (_plainReceive) Owner.ReceiveFallbacks++;
             _plainReceive = false;
