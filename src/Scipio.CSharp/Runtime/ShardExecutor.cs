@@ -137,7 +137,12 @@ internal sealed class ShardExecutor : IDisposable
         return new ShardStats(
             Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, b.Wakeups, _preemptions, b.PollFallbacks,
             b.Main, b.Latency, b.Poll, _queues.Select(QueueStats).ToArray())
-        { MsgRingWakeups = b.MsgRingWakeups };
+        {
+            MsgRingWakeups = b.MsgRingWakeups,
+            RegisteredBuffers = b.Fixed.Registered,
+            FixedBufferIo = b.Fixed.FixedIo,
+            BufferRegistrationFailures = b.Fixed.Failures,
+        };
     }
 
     public Task<T> Spawn<T>(TaskQueue queue, Func<Task> work)
