@@ -103,7 +103,8 @@ internal static class Suite
         var stats = Shard.Stats;
         Console.WriteLine($"Ran in {elapsed.TotalSeconds:0.0} s. Shard: {stats.LoopTurns:N0} loop turns, {stats.Parks:N0} parks, " +
             $"{stats.Preemptions:N0} preemptions, {stats.Main.Submitted:N0} operations submitted to the main ring, " +
-            $"{stats.Main.Backlogged:N0} backlogged; {GC.CollectionCount(0)} gen0 / {GC.CollectionCount(1)} gen1 / " +
+            $"{stats.Main.Backlogged:N0} backlogged, {stats.FixedBufferIo:N0} O_DIRECT reads and writes with registered buffers " +
+            $"({stats.RegisteredBuffers:N0} registered, {stats.BufferRegistrationFailures:N0} could not be); {GC.CollectionCount(0)} gen0 / {GC.CollectionCount(1)} gen1 / " +
             $"{GC.CollectionCount(2)} gen2 GCs in the process.");
     }
 

@@ -7,8 +7,9 @@ using Scipio.IO;
 namespace Scipio.Bench.Benchmarks;
 
 /// <summary>4 KiB O_DIRECT reads at random 4 KiB-aligned offsets of a 1 GiB file on this machine's disk, at 1, 32
-/// and 128 in flight: <see cref="DmaFile"/> on the shard against <c>RandomAccess.ReadAsync</c> on an O_DIRECT handle
-/// with the ThreadPool's default settings; and, printed after the table, fio with io_uring at the same depths.</summary>
+/// and 128 in flight: <see cref="DmaFile"/> on the shard (registered buffers: READ_FIXED) against
+/// <c>RandomAccess.ReadAsync</c> on an O_DIRECT handle with the ThreadPool's default settings, and against itself
+/// with registered buffers off (plain READ); and, printed after the table, fio with io_uring at the same depths.</summary>
 internal sealed class DirectReads : IAsyncDisposable
 {
     private const int BlockSize = 4096;
@@ -38,7 +39,9 @@ internal sealed class DirectReads : IAsyncDisposable
                 depth,
                 new Side("DmaFile.ReadAtAsync(DmaBuffer, offset)", Runner.Shard, n => ScipioRound(n, depth)),
                 [new(new Side("RandomAccess.ReadAsync, O_DIRECT handle", Runner.ThreadPool, n => PoolRound(n, depth)),
-                    "what a .NET user has for direct I/O: RandomAccess on a handle opened with O_DIRECT, the same number of reads in flight, on the ThreadPool with its default settings")],
+                    "what a .NET user has for direct I/O: RandomAccess on a handle opened with O_DIRECT, the same number of reads in flight, on the ThreadPool with its default settings"),
+                 new(new Side("DmaFile, plain READ (registered buffers off)", Runner.Shard, n => PlainRound(n, depth)),
+                    "the A/B of registered buffers: the Scipio side's code and buffers, but the reads go as IORING_OP_READ rather than READ_FIXED, so the kernel pins and unpins each buffer's page per read")],
                 Target.Faster(1.7)) // 0 B per read is asserted by the integration suite; a round here holds few, slow reads
             {
                 Setup = EnsureCreatedAsync,
@@ -92,6 +95,16 @@ internal sealed class DirectReads : IAsyncDisposable
             });
         }
         await Task.WhenAll(workers);
+    }
+
+    /// <summary>The Scipio side with registered buffers switched off: the same buffers (registered all the same),
+    /// sent as plain READ.</summary>
+    private async ValueTask PlainRound(long n, int depth)
+    {
+        bool saved = Scipio.Ring.FixedBuffers.UseForIo;
+        Scipio.Ring.FixedBuffers.UseForIo = false;
+        try { await ScipioRound(n, depth); }
+        finally { Scipio.Ring.FixedBuffers.UseForIo = saved; }
     }
 
     private async ValueTask PoolRound(long n, int depth)

@@ -80,6 +80,15 @@ let private structs =
                 "Addr3", 48
             ]
         layout<IoUringCqe> "struct io_uring_cqe" 16 [ "UserData", 0; "Res", 8; "Flags", 12 ]
+        layout<RsrcRegister>
+            "struct io_uring_rsrc_register"
+            32
+            [ "Nr", 0; "Flags", 4; "Resv2", 8; "Data", 16; "Tags", 24 ]
+        layout<RsrcUpdate2>
+            "struct io_uring_rsrc_update2"
+            32
+            [ "Offset", 0; "Resv", 4; "Data", 8; "Tags", 16; "Nr", 24; "Resv2", 28 ]
+        layout<IoVec> "struct iovec" 16 [ "Base", 0; "Length", 8 ]
         layout<SqRingOffsets>
             "struct io_sqring_offsets"
             40
@@ -153,6 +162,12 @@ let private constants =
         Expect.equal (byte Opcode.Statx) 21uy "IORING_OP_STATX"
         Expect.equal (byte Opcode.Read) 22uy "IORING_OP_READ"
         Expect.equal (byte Opcode.Write) 23uy "IORING_OP_WRITE"
+        Expect.equal (byte Opcode.ReadFixed) 4uy "IORING_OP_READ_FIXED"
+        Expect.equal (byte Opcode.WriteFixed) 5uy "IORING_OP_WRITE_FIXED"
+        Expect.equal FixedBufferAbi.UnregisterBuffers 1u "IORING_UNREGISTER_BUFFERS"
+        Expect.equal FixedBufferAbi.RegisterBuffers2 15u "IORING_REGISTER_BUFFERS2"
+        Expect.equal FixedBufferAbi.RegisterBuffersUpdate 16u "IORING_REGISTER_BUFFERS_UPDATE"
+        Expect.equal FixedBufferAbi.RsrcRegisterSparse 1u "IORING_RSRC_REGISTER_SPARSE"
         Expect.equal (byte Opcode.RenameAt) 35uy "IORING_OP_RENAMEAT"
         Expect.equal (byte Opcode.LinkAt) 39uy "IORING_OP_LINKAT"
         Expect.equal (byte Opcode.MsgRing) 40uy "IORING_OP_MSG_RING"

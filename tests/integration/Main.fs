@@ -21,6 +21,7 @@ let tests =
         OperationKindTests.tests
         PoolTests.tests
         DmaFileTests.tests
+        FixedBufferTests.tests
         ReadmeTests.tests
         DefectTests.tests
         ChannelTests.tests

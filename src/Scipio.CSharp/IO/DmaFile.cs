@@ -6,7 +6,9 @@ namespace Scipio.IO;
 
 /// <summary>A file opened with O_DIRECT: reads and writes go between the device and <see cref="DmaBuffer"/>s,
 /// bypassing the page cache — what storage engines (logs, B-trees, caches) want. Every operation goes through the
-/// shard's ring: to the poll ring where the device completes by polling (NVMe), to the main ring otherwise.</summary>
+/// shard's ring: to the poll ring where the device completes by polling (NVMe), to the main ring otherwise. A
+/// <see cref="DmaBuffer"/> from this shard's pool is registered with its rings, so its reads and writes go as
+/// IORING_OP_READ_FIXED / WRITE_FIXED (no page pinning per I/O); any other buffer as plain READ / WRITE.</summary>
 /// <remarks>O_DIRECT needs offsets, lengths and buffer addresses aligned to <see cref="Alignment"/> (the device's
 /// logical block size). The zero-copy <see cref="ReadAtAsync(DmaBuffer, long, CancellationToken)"/> and
 /// <see cref="WriteAtAsync"/> check that and throw <see cref="ArgumentException"/> naming it;
@@ -17,12 +19,14 @@ public sealed class DmaFile : IAsyncDisposable
 {
     private readonly RingFile _file;
     private readonly ulong _device;
+    private readonly FixedBuffers? _fixed; // the owning shard's registered buffers
 
     private DmaFile(RingFile file, int alignment, ulong device)
     {
         _file = file;
         Alignment = alignment;
         _device = device;
+        _fixed = file.Owner.Backend.FixedBuffers;
     }
 
     /// <summary>The file's full path.</summary>
@@ -109,7 +113,9 @@ public sealed class DmaFile : IAsyncDisposable
     {
         var op = Begin("read (O_DIRECT)", buffer, offset, cancellationToken);
         if (op is null) return ValueTask.FromCanceled<int>(cancellationToken);
-        op.PrepareRead(_file.Fd.Fd, buffer.Address, buffer.Length, offset);
+        int index = FixedIndex(buffer);
+        if (index >= 0) op.PrepareReadFixed(_file.Fd.Fd, buffer.Address, buffer.Length, offset, index);
+        else op.PrepareRead(_file.Fd.Fd, buffer.Address, buffer.Length, offset);
         _file.Owner.Submit(op);
         return new ValueTask<int>(op, op.Version);
     }
@@ -122,7 +128,9 @@ public sealed class DmaFile : IAsyncDisposable
     {
         var op = Begin("write (O_DIRECT)", buffer, offset, cancellationToken);
         if (op is null) return ValueTask.FromCanceled(cancellationToken);
-        op.PrepareWrite(_file.Fd.Fd, buffer.Memory, offset);
+        int index = FixedIndex(buffer);
+        if (index >= 0) op.PrepareWriteFixed(_file.Fd.Fd, buffer.Address, buffer.Length, offset, index);
+        else op.PrepareWrite(_file.Fd.Fd, buffer.Memory, offset);
         _file.Owner.Submit(op);
         return new ValueTask(op, op.Version);
     }
@@ -295,6 +303,10 @@ public sealed class DmaFile : IAsyncDisposable
         op?.SetDirect(_device);
         return op;
     }
+
+    /// <summary>The buffer's index among the registered buffers of this file's shard, or -1 (plain READ / WRITE): a
+    /// buffer from another shard, or one that could not be registered.</summary>
+    private int FixedIndex(DmaBuffer buffer) => _fixed is { } table ? table.IndexFor(buffer.Block) : -1;
 
     private int AlignUp(int length) => (int)((length + (long)Alignment - 1) / Alignment * Alignment);
 

@@ -24,6 +24,13 @@ internal sealed unsafe class AlignedMemory : MemoryManager<byte>
     /// <summary>The block's address, for an SQE.</summary>
     public nint Address => (nint)_pointer;
 
+    /// <summary>The shard table the block is registered in (its I/O can go as READ_FIXED / WRITE_FIXED there), or
+    /// null. Set and cleared by that table, on its shard.</summary>
+    public Ring.FixedBuffers? FixedTable;
+
+    /// <summary>The block's index in <see cref="FixedTable"/>; -1 when it has none.</summary>
+    public int FixedIndex = -1;
+
     public override Span<byte> GetSpan() => new(_pointer, Capacity);
 
     public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);

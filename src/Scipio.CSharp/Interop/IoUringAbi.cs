@@ -45,6 +45,10 @@ internal enum Opcode : byte
 {
     Nop = 0,
     Fsync = 3,
+    /// <summary>pread into a registered buffer (sqe->buf_index): see Scipio.Ring.FixedBuffers.</summary>
+    ReadFixed = 4,
+    /// <summary>pwrite from a registered buffer (sqe->buf_index).</summary>
+    WriteFixed = 5,
     PollAdd = 6,
     Timeout = 11,
     TimeoutRemove = 12,
@@ -117,6 +121,57 @@ internal struct ProvidedBufferEntry
     [FieldOffset(12)] public ushort BufferId;
     [FieldOffset(14)] public ushort TailOrReserved;
 }
+
+// ---- Registered buffers (IORING_OP_READ_FIXED / WRITE_FIXED): see Scipio.Ring.FixedBuffers ----
+
+/// <summary>io_uring_register opcodes and flags for a table of registered buffers.</summary>
+internal static class FixedBufferAbi
+{
+    /// <summary>IORING_UNREGISTER_BUFFERS: drops the whole table.</summary>
+    public const uint UnregisterBuffers = 1;
+    /// <summary>IORING_REGISTER_BUFFERS2 (5.13): a table described by <see cref="RsrcRegister"/>.</summary>
+    public const uint RegisterBuffers2 = 15;
+    /// <summary>IORING_REGISTER_BUFFERS_UPDATE (5.13): replaces entries, described by <see cref="RsrcUpdate2"/>.</summary>
+    public const uint RegisterBuffersUpdate = 16;
+    /// <summary>IORING_RSRC_REGISTER_SPARSE (5.19): a table of empty entries, filled later by updates.</summary>
+    public const uint RsrcRegisterSparse = 1u << 0;
+}
+
+/// <summary>struct io_uring_rsrc_register: IORING_REGISTER_BUFFERS2's argument (nr_args = its size).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct RsrcRegister
+{
+    [FieldOffset(0)] public uint Nr;
+    [FieldOffset(4)] public uint Flags;
+    [FieldOffset(8)] public ulong Resv2;
+    /// <summary>Pointer to <see cref="Nr"/> iovecs; 0 with IORING_RSRC_REGISTER_SPARSE.</summary>
+    [FieldOffset(16)] public ulong Data;
+    [FieldOffset(24)] public ulong Tags;
+}
+
+/// <summary>struct io_uring_rsrc_update2: IORING_REGISTER_BUFFERS_UPDATE's argument (nr_args = its size).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct RsrcUpdate2
+{
+    /// <summary>The first table index updated.</summary>
+    [FieldOffset(0)] public uint Offset;
+    [FieldOffset(4)] public uint Resv;
+    /// <summary>Pointer to <see cref="Nr"/> iovecs; an iovec {NULL, 0} empties its entry.</summary>
+    [FieldOffset(8)] public ulong Data;
+    [FieldOffset(16)] public ulong Tags;
+    [FieldOffset(24)] public uint Nr;
+    [FieldOffset(28)] public uint Resv2;
+}
+
+/// <summary>struct iovec.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct IoVec
+{
+    [FieldOffset(0)] public ulong Base;
+    [FieldOffset(8)] public ulong Length;
+}
+
+// ---- end of registered buffers ----
 
 [StructLayout(LayoutKind.Explicit, Size = 40)]
 internal struct SqRingOffsets

@@ -46,6 +46,8 @@ internal sealed class IoUringBackend : IShardBackend
             Latency = Lane(RingKind.Latency, RingRole.Latency, (uint)Math.Max(32, ringEntries / 4), made);
             Poll = Lane(RingKind.Poll, RingRole.Poll, (uint)ringEntries, made);
             _lanes = [Main, Latency, Poll];
+            // Every ring: routing may send an O_DIRECT operation to any of them (see FixedBuffers).
+            FixedBuffers = new FixedBuffers([Main.Ring, Latency.Ring, Poll.Ring]);
             _msgRingSupported = Main.Ring.Supports(Opcode.MsgRing);
             foreach (var lane in made) lane.Ring.SetWorkerAffinity(workerCpus);
             int fd = Libc.EventFd(0, Libc.EfdCloexec);
@@ -95,8 +97,11 @@ internal sealed class IoUringBackend : IShardBackend
     private ProvidedBufferRing? _receiveBuffers;
     private bool _receiveBuffersTried;
 
+    public FixedBuffers FixedBuffers { get; }
+
     public BackendStats Stats() =>
-        new(Main.Stats(), Latency.Stats(), Poll.Stats(), _wakeups, _msgRingWakeups, _pollFallbacks);
+        new(Main.Stats(), Latency.Stats(), Poll.Stats(), _wakeups, _msgRingWakeups, _pollFallbacks)
+        { Fixed = (FixedBuffers.Registered, FixedBuffers.Failures, FixedBuffers.FixedIo) };
 
     // ---- operations ----
 
@@ -445,6 +450,7 @@ internal sealed class IoUringBackend : IShardBackend
     {
         _receiveBuffers?.Dispose(); // the rings are drained: no receive still writes into its buffers
         foreach (var lane in _lanes) lane.Dispose();
+        FixedBuffers.Dispose(); // after the rings: their tables went with them
         _eventFd.Dispose();
         _operations.FreeAll();
         Pinning.Free(_timespec);

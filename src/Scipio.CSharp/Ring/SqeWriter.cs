@@ -161,8 +161,27 @@ internal static class SqeWriter
         sqe.Off = offset;
     }
 
+    /// <summary>pread into registered buffer <paramref name="bufIndex"/> (IORING_OP_READ_FIXED): the kernel uses the
+    /// pages it pinned at registration instead of pinning the buffer's for this read. [buffer, buffer + length) must
+    /// lie inside that registered buffer (else EFAULT).</summary>
+    public static void ReadFixed(ref IoUringSqe sqe, int fd, ulong buffer, uint length, ulong offset, ushort bufIndex)
+    {
+        Read(ref sqe, fd, buffer, length, offset);
+        sqe.Opcode = Opcode.ReadFixed;
+        sqe.BufIndex = bufIndex;
+    }
+
+    /// <summary>pwrite from registered buffer <paramref name="bufIndex"/> (IORING_OP_WRITE_FIXED); the same rule as
+    /// <see cref="ReadFixed"/>.</summary>
+    public static void WriteFixed(ref IoUringSqe sqe, int fd, ulong buffer, uint length, ulong offset, ushort bufIndex)
+    {
+        Write(ref sqe, fd, buffer, length, offset);
+        sqe.Opcode = Opcode.WriteFixed;
+        sqe.BufIndex = bufIndex;
+    }
+
     /// <summary>Re-prepares a read or write for what is left after <paramref name="done"/> bytes (a short write):
-    /// buffer, length and file offset move on together.</summary>
+    /// buffer, length and file offset move on together (a fixed one stays inside its registered buffer).</summary>
     public static void Advance(ref IoUringSqe sqe, uint done)
     {
         sqe.Addr += done;

@@ -56,9 +56,16 @@ internal interface IShardBackend : IDisposable
 
     BackendStats Stats();
 
+    /// <summary>The shard's registered-buffer table for O_DIRECT I/O, or null for a backend without one.</summary>
+    FixedBuffers? FixedBuffers { get; }
+
     /// <summary>Cancels everything and waits (bounded) until the kernel has returned every operation.</summary>
     void Drain();
 }
 
 /// <summary>A backend's counters.</summary>
-internal readonly record struct BackendStats(RingStats Main, RingStats Latency, RingStats Poll, long Wakeups, long MsgRingWakeups, long PollFallbacks);
+internal readonly record struct BackendStats(RingStats Main, RingStats Latency, RingStats Poll, long Wakeups, long MsgRingWakeups, long PollFallbacks)
+{
+    /// <summary>Blocks registered now, blocks that could not be, and I/O sent as READ_FIXED / WRITE_FIXED.</summary>
+    public (int Registered, long Failures, long FixedIo) Fixed { get; init; }
+}

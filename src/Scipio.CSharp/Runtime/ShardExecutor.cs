@@ -137,7 +137,14 @@ internal sealed class ShardExecutor : IDisposable
         return new ShardStats(
             Clock.FromNs(_runtimeNs), _tasksRun, _loopTurns, _parks, b.Wakeups, _preemptions, b.PollFallbacks,
             b.Main, b.Latency, b.Poll, _queues.Select(QueueStats).ToArray())
-        { MsgRingWakeups = b.MsgRingWakeups, InlineWrites = InlineWrites, ReceiveFallbacks = ReceiveFallbacks };
+        {
+            MsgRingWakeups = b.MsgRingWakeups,
+            RegisteredBuffers = b.Fixed.Registered,
+            FixedBufferIo = b.Fixed.FixedIo,
+            BufferRegistrationFailures = b.Fixed.Failures,
+            InlineWrites = InlineWrites,
+            ReceiveFallbacks = ReceiveFallbacks,
+        };
     }
 
     /// <summary>Buffered-file writes done by pwrite on this thread (counted by BufferedFile).</summary>

@@ -39,6 +39,19 @@ public sealed record ShardStats(
     /// <summary>Socket reads that went into the reader's own memory because the shard's provided-buffer ring had
     /// run dry (ENOBUFS): a sign of many connections holding unread data at once.</summary>
     public long ReceiveFallbacks { get; init; }
+
+    /// <summary>DmaBuffer blocks of this shard's pool registered with its rings now (each is a slot of a table of
+    /// registered buffers, on every ring): their reads and writes go as IORING_OP_READ_FIXED / WRITE_FIXED, and the
+    /// kernel does not pin their pages for each I/O.</summary>
+    public int RegisteredBuffers { get; init; }
+
+    /// <summary>O_DIRECT reads and writes prepared as READ_FIXED / WRITE_FIXED (with a registered buffer).</summary>
+    public long FixedBufferIo { get; init; }
+
+    /// <summary>DmaBuffer blocks the pool made that could not be registered: the shard's table was refused at start
+    /// (an old kernel, a seccomp filter, the locked-memory limit), it was full, or the kernel refused the block. Their
+    /// I/O goes as plain READ / WRITE, which works the same, only without the saving.</summary>
+    public long BufferRegistrationFailures { get; init; }
 }
 
 /// <summary>Counters of one io_uring instance.</summary>

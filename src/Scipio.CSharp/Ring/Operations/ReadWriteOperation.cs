@@ -33,6 +33,16 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
     public void PrepareRead(int fd, nint buffer, int length, long offset) =>
         SqeWriter.Read(ref Sqe, fd, (ulong)buffer, (uint)length, (ulong)offset);
 
+    /// <summary>pread into registered buffer <paramref name="bufIndex"/> (READ_FIXED); the memory at
+    /// <paramref name="buffer"/> lies inside it and stays valid by other means.</summary>
+    public void PrepareReadFixed(int fd, nint buffer, int length, long offset, int bufIndex) =>
+        SqeWriter.ReadFixed(ref Sqe, fd, (ulong)buffer, (uint)length, (ulong)offset, (ushort)bufIndex);
+
+    /// <summary>pwrite of all of registered buffer <paramref name="bufIndex"/>'s bytes at <paramref name="buffer"/>
+    /// (WRITE_FIXED); a short write continues as the rest of a fixed write.</summary>
+    public void PrepareWriteFixed(int fd, nint buffer, int length, long offset, int bufIndex) =>
+        SqeWriter.WriteFixed(ref Sqe, fd, (ulong)buffer, (uint)length, (ulong)offset, (ushort)bufIndex);
+
     /// <summary>pwrite of all of <paramref name="buffer"/>, pinned until the final CQE.</summary>
     public unsafe void PrepareWrite(int fd, ReadOnlyMemory<byte> buffer, long offset)
     {
@@ -72,11 +82,11 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
     public override CqeAction OnCqe(in IoUringCqe cqe)
     {
         int res = cqe.Res;
-        bool writes = Sqe.Opcode is Opcode.Write or Opcode.Send;
+        bool writes = Sqe.Opcode is Opcode.Write or Opcode.WriteFixed or Opcode.Send;
         if (writes && res > 0 && res < Sqe.Len)
         {
             _written += res;
-            if (Sqe.Opcode == Opcode.Write) SqeWriter.Advance(ref Sqe, (uint)res);
+            if (Sqe.Opcode != Opcode.Send) SqeWriter.Advance(ref Sqe, (uint)res);
             else SqeWriter.AdvanceBuffer(ref Sqe, (uint)res);
             return CqeAction.Resubmit;
         }
