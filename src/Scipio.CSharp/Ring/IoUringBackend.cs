@@ -322,12 +322,17 @@ internal sealed class IoUringBackend : IShardBackend
 
     public void Park(long timeoutNs, Func<bool> hasWork)
     {
+        Latency.Flush();
+        Poll.Flush();
         ArmWake();
         ArmLatencyPoll();
         Volatile.Write(ref _parked, 1);
         Interlocked.MemoryBarrier();
+        // The main ring's prepared SQEs go in with the wait: one io_uring_enter submits them and blocks.
         if (!hasWork() && !Latency.Ring.HasCompletions)
             Main.Wait(timeoutNs == Time.Never ? -1 : timeoutNs);
+        else
+            Main.Flush();
         Volatile.Write(ref _parked, 0);
     }
 

@@ -128,10 +128,11 @@ internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
     }
 
     /// <summary>Enters the kernel if completions wait there: deferred task work (DEFER_TASKRUN), an overflow kept
-    /// by NODROP, or polled I/O in flight (IOPOLL completions appear only when the ring is polled).</summary>
+    /// by NODROP, or polled I/O in flight (IOPOLL completions appear only when the ring is polled). Prepared SQEs
+    /// alone are no reason: the loop submits them after a run that leaves work runnable, or with its park.</summary>
     public void Poll()
     {
-        if (Ring.KernelHasPendingWork || (Kind.IsPoll && _book.InFlight > 0) || Ring.Prepared > 0)
+        if (Ring.KernelHasPendingWork || (Kind.IsPoll && _book.InFlight > 0))
             Account(Ring.Enter(0, -1));
     }
 

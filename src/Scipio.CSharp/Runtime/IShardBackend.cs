@@ -44,7 +44,8 @@ internal interface IShardBackend : IDisposable
     /// would take no submission — its completions are then raising NeedPreempt already).</summary>
     bool SetPreemptTimer(PreemptTimerDecision decision);
 
-    /// <summary>Blocks until a completion, a wake or <paramref name="timeoutNs"/> (Time.Never: none).
+    /// <summary>Submits what is prepared, then blocks until a completion, a wake or <paramref name="timeoutNs"/>
+    /// (Time.Never: none) — in one io_uring_enter where it can.
     /// <paramref name="hasWork"/> is checked after the park is announced, so a racing wake is never lost.</summary>
     void Park(long timeoutNs, Func<bool> hasWork);
 

@@ -344,12 +344,14 @@ internal sealed class ShardExecutor : IDisposable
             {
                 RunQueue(next);
                 FlushToPeers();
-                Backend.Flush();
+                // Submit now only when more work is runnable, so the I/O proceeds while it runs. Otherwise the loop
+                // is about to park, and the park's io_uring_enter submits with its wait: one syscall per
+                // request-response turn, not two.
+                if (Loop.pick(States) >= 0) Backend.Flush();
                 continue;
             }
 
             FlushToPeers();
-            Backend.Flush();
             bool mustSpin = Backend.MustPoll || (Pool is { } pool && pool.Transport.HasOverflow(Id));
             var (loop, decision) = Loop.idle(_now, _spinNs, _timers.NextDeadline, mustSpin, _loop);
             _loop = loop;
@@ -357,9 +359,10 @@ internal sealed class ShardExecutor : IDisposable
             {
                 _parks++;
                 Trim();
-                Backend.Park(decision.timeoutNs, _hasWork);
+                Backend.Park(decision.timeoutNs, _hasWork); // submits what is prepared
                 _loop = Loop.woke(_loop);
             }
+            else Backend.Flush();
         }
     }
 
