@@ -39,6 +39,11 @@ public sealed record ShardStats(
     /// <summary>Socket reads that went into the reader's own memory because the shard's provided-buffer ring had
     /// run dry (ENOBUFS): a sign of many connections holding unread data at once.</summary>
     public long ReceiveFallbacks { get; init; }
+
+    /// <summary>Timers armed on the shard now: sleeps, pending <see cref="ShardPeriodicTimer"/> waits,
+    /// <see cref="Shard.WithTimeout{T}"/> deadlines and <see cref="ShardTimerAction"/>s waiting for their time.
+    /// A canceled or disposed timer leaves at once, so this counts live timers only.</summary>
+    public int PendingTimers { get; init; }
 }
 
 /// <summary>Counters of one io_uring instance.</summary>
