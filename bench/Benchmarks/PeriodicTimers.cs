@@ -92,12 +92,8 @@ internal static class PeriodicTimers
         }
     }
 
-    private static double Percentile(double[] values, double p)
-    {
-        if (values.Length == 0) return double.NaN;
-        var sorted = values.Order().ToArray();
-        return sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
-    }
+    private static double Percentile(double[] values, double p) =>
+        values.Length == 0 ? double.NaN : LatencyReport.Percentile(values, p);
 
     private static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
 
@@ -200,26 +196,6 @@ internal static class PeriodicTimers
         return ticks;
     }
 
-    private static Tick[]? ChildTicks(string hogs)
-    {
-        string self = Environment.ProcessPath ?? "dotnet";
-        var start = new ProcessStartInfo("taskset") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { "-c", "0", self }) start.ArgumentList.Add(a);
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(typeof(PeriodicTimers).Assembly.Location);
-        start.ArgumentList.Add(ChildFlag);
-        start.ArgumentList.Add(hogs);
-        try
-        {
-            using var child = Process.Start(start)!;
-            string output = child.StandardOutput.ReadToEnd();
-            child.WaitForExit();
-            return child.ExitCode == 0
-                ? output.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Tick.Parse).ToArray()
-                : null;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return null; // no taskset
-        }
-    }
+    private static Tick[]? ChildTicks(string hogs) =>
+        LatencyReport.RunOnCpu0(ChildFlag, hogs)?.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Tick.Parse).ToArray();
 }
