@@ -19,21 +19,10 @@ type Counter = { mutable N: int }
 /// A value shared by work on one shard and the closures it creates (a `let mutable` cannot be captured).
 type Cell<'T> = { mutable V: 'T }
 
-let private ms (x: float) = TimeSpan.FromMilliseconds x
-
 /// The Stopwatch timestamp `span` after `t`.
 let private plus (t: int64) (span: TimeSpan) = t + int64 (span.TotalSeconds * float Stopwatch.Frequency)
 
 let private toMs (ticks: int64) = float ticks * 1000.0 / float Stopwatch.Frequency
-
-/// Busy-waits for `span` without yielding: the shard does nothing else meanwhile (a slow work item).
-let private spin (span: TimeSpan) =
-    let until = plus (Stopwatch.GetTimestamp()) span
-
-    while Stopwatch.GetTimestamp() < until do
-        Thread.SpinWait 20
-
-let private pendingTimers () = Shard.Stats.PendingTimers
 
 let private action (f: unit -> unit) = Action f
 

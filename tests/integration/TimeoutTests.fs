@@ -10,12 +10,8 @@ open Expecto
 open Scipio
 open Scipio.Integration.Tests.Helpers
 
-let private ms (x: float) = TimeSpan.FromMilliseconds x
-
 /// A generous bound on "at the deadline": the work would otherwise run for minutes.
 let private promptly = TimeSpan.FromSeconds 5.0
-
-let private pendingTimers () = Shard.Stats.PendingTimers
 
 /// A token as the work saw it, kept for checks after the call.
 type private Seen = { mutable Token: CancellationToken }
@@ -187,10 +183,7 @@ let private completedBeforeDeadlineWins =
                         spawnInto other (fun () ->
                             task {
                                 answer.SetResult 99
-                                let until = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 50L // 20 ms
-
-                                while Stopwatch.GetTimestamp() < until do
-                                    Thread.SpinWait 20
+                                spin (ms 20.0)
                             })
 
                     let! result = Shard.WithTimeout(ms 5.0, fun _ -> answer.Task)
