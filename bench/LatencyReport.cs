@@ -59,7 +59,8 @@ internal static class LatencyReport
     private static void Row(TextWriter output, string who, double[] delays) =>
         output.WriteLine($"| {who} | {Percentile(delays, 0.5):F2} | {Percentile(delays, 0.99):F2} | {delays.Max():F2} |");
 
-    private static double Percentile(double[] values, double p)
+    /// <summary>The value below which a fraction <paramref name="p"/> of <paramref name="values"/> lie.</summary>
+    public static double Percentile(double[] values, double p)
     {
         var sorted = values.Order().ToArray();
         return sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
@@ -124,22 +125,27 @@ internal static class LatencyReport
         return delays[20..];
     }
 
-    private static double[]? ThreadPoolDelaysOnOneCore()
+    private static double[]? ThreadPoolDelaysOnOneCore() =>
+        RunOnCpu0(ThreadPoolChild)?.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Select(s => double.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+
+    /// <summary>Runs this benchmark program again under <c>taskset -c 0</c> with <paramref name="args"/> (a child
+    /// mode: a baseline that must have one core, as the shard does) and returns what it printed; null when it failed
+    /// or taskset is missing.</summary>
+    public static string? RunOnCpu0(params string[] args)
     {
         string self = Environment.ProcessPath ?? "dotnet";
         string dll = typeof(LatencyReport).Assembly.Location;
         var start = new ProcessStartInfo("taskset") { RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in new[] { "-c", "0", self }) start.ArgumentList.Add(a);
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(dll);
-        start.ArgumentList.Add(ThreadPoolChild);
+        foreach (var a in args) start.ArgumentList.Add(a);
         try
         {
             using var child = Process.Start(start)!;
             string output = child.StandardOutput.ReadToEnd();
             child.WaitForExit();
-            return child.ExitCode == 0
-                ? output.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => double.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToArray()
-                : null;
+            return child.ExitCode == 0 ? output : null;
         }
         catch (System.ComponentModel.Win32Exception)
         {

@@ -5,7 +5,7 @@ using Scipio.Bench;
 using Scipio.Bench.Benchmarks;
 
 // dotnet run -c Release --project bench -- [--quick] [--verbose] [--rounds N] [filter ...]
-if (LatencyReport.RunChildIfAsked(args)) return 0;
+if (LatencyReport.RunChildIfAsked(args) || PeriodicTimers.RunChildIfAsked(args)) return 0;
 bool quick = false, verbose = false;
 int? rounds = null;
 var filters = new List<string>();
@@ -25,7 +25,8 @@ for (int i = 0; i < args.Length; i++)
             Console.WriteLine("  --verbose       print every round of every side");
             Console.WriteLine("  --rounds N      measured rounds per side (default 9; --quick: 3)");
             Console.WriteLine("  filter          run the benchmarks whose name contains it, or is it; 'latency' runs only the");
-            Console.WriteLine("                  wake-to-run and cross-shard wake-up distributions; names:");
+            Console.WriteLine("                  wake-to-run and cross-shard wake-up distributions, 'periodic-timer' only the");
+            Console.WriteLine("                  periodic timers' wake accuracy under two hogs; names:");
             foreach (var b in Scheduling.All().Concat(Channels.All()).Concat(Sync.All()).Concat(Nop.All()).Concat(new Files().All()).Concat(new DirectReads().All()).Concat(Scipio.Bench.Benchmarks.Pool.All()).Concat(DmaStreams.All()).Concat(Scipio.Bench.Benchmarks.Net.All())) Console.WriteLine($"    {b.Name}");
             return 0;
         default:
@@ -43,10 +44,14 @@ if (rounds is { } r) settings = settings with { Rounds = r };
 
 try
 {
+    // The distributions (not ns/op): alone when named, after the suite in a full run.
     bool latencyOnly = filters.Count == 1 && filters[0] == "latency";
-    if (!latencyOnly)
+    bool timersOnly = filters.Count == 1 && filters[0] == PeriodicTimers.Name;
+    bool full = filters.Count == 0 && !quick;
+    if (!latencyOnly && !timersOnly)
         Shard.Run(() => Suite.RunAsync(settings, quick, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
-    if (latencyOnly || (filters.Count == 0 && !quick)) LatencyReport.Report(Console.Out);
+    if (latencyOnly || full) LatencyReport.Report(Console.Out);
+    if (timersOnly || full) PeriodicTimers.Report(Console.Out);
 }
 catch (IoUringUnavailableException e)
 {

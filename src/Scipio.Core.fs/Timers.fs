@@ -166,3 +166,57 @@ type TimerHeap(initialCapacity: int) =
             let smaller = Array.create wantedPositions -1
             Array.blit positions 0 smaller 0 (highest + 1)
             positions <- smaller
+
+/// A periodic timer's schedule: ticks fall on a fixed grid, StartNs + k·PeriodNs for k ≥ 1, so that late wake-ups
+/// never accumulate into drift. DueNs is the tick the timer waits for next.
+[<Struct>]
+type PeriodicSchedule =
+    {
+        /// When the timer started (or its period last changed): the grid's origin.
+        StartNs: int64
+        /// The distance between ticks, > 0.
+        PeriodNs: int64
+        /// The next tick: a grid point, `Time.Never` when it lies beyond the end of time.
+        DueNs: int64
+    }
+
+/// The pure part of a periodic timer (ShardPeriodicTimer, repeating timer actions). The grid, not the previous wake,
+/// decides the next deadline: a tick taken late moves nothing, so n ticks take n periods however late each wake was.
+/// A timer taken after several grid points passed counts them as one tick and waits for the first point after now,
+/// as .NET's PeriodicTimer coalesces the ticks nobody waited for.
+[<RequireQualifiedAccess>]
+module Periodic =
+    /// The first grid point strictly after `nowNs`: StartNs + (⌊(now − StartNs) / PeriodNs⌋ + 1)·PeriodNs, or the first
+    /// point when now is before StartNs; `Time.Never` when that lies beyond Int64.MaxValue. Instants are non-negative
+    /// (CLOCK_MONOTONIC nanoseconds).
+    let nextAfter (nowNs: int64) (schedule: PeriodicSchedule) =
+        let period = schedule.PeriodNs
+        let elapsed = nowNs - schedule.StartNs
+        let k = if elapsed < 0L then 1L else elapsed / period + 1L
+
+        if k > Time.Never / period then
+            Time.Never
+        else
+            Time.addSaturating schedule.StartNs (k * period)
+
+    /// A schedule whose grid starts at `startNs`: the first tick is one period later.
+    let start (startNs: int64) (periodNs: int64) =
+        if periodNs <= 0L then
+            invalidArg (nameof periodNs) "A period must be positive."
+
+        let origin =
+            {
+                StartNs = startNs
+                PeriodNs = periodNs
+                DueNs = 0L
+            }
+
+        { origin with DueNs = nextAfter startNs origin }
+
+    /// Whether the next tick has come at `nowNs` (never early: only at or after its grid point).
+    let isDue (nowNs: int64) (schedule: PeriodicSchedule) = nowNs >= schedule.DueNs
+
+    /// The due tick was taken at `nowNs`: the schedule moves on to the first grid point after now, skipping the points
+    /// that passed meanwhile (each is a tick nobody waited for, coalesced into the one just taken).
+    let advance (nowNs: int64) (schedule: PeriodicSchedule) =
+        { schedule with DueNs = nextAfter nowNs schedule }

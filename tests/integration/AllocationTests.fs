@@ -159,6 +159,51 @@ let private sleepZeroLoop =
         |> check "Shard.Sleep(0)"
     }
 
+let private periodicTimerLoop =
+    test "ShardPeriodicTimer.WaitForNextTickAsync allocates nothing per tick (waits that park and waits due at once)" {
+        let measured, waited =
+            runShard (fun () ->
+                task {
+                    let thread = Environment.CurrentManagedThreadId
+                    // 20 µs: most waits arm the heap and park until the tick; some find it due at once.
+                    use timer = Shard.CreatePeriodicTimer(TimeSpan.FromMicroseconds 20.0)
+                    let mutable measured = 0L
+                    let mutable before = 0L
+                    let mutable waited = 0
+                    let mutable pass = 0
+                    let mutable i = 0
+                    let mutable ticked = true
+
+                    while pass < 2 do
+                        before <- GC.GetAllocatedBytesForCurrentThread()
+                        i <- 0
+                        waited <- 0
+
+                        while i < (if pass = 0 then warmup else operations) do
+                            let tick = timer.WaitForNextTickAsync()
+
+                            if not tick.IsCompleted then
+                                waited <- waited + 1
+
+                            let! t = tick
+                            ticked <- ticked && t
+                            i <- i + 1
+
+                        measured <- GC.GetAllocatedBytesForCurrentThread() - before
+                        pass <- pass + 1
+
+                    return
+                        {
+                            Bytes = measured
+                            SameThread = thread = Environment.CurrentManagedThreadId && ticked
+                        },
+                        waited
+                })
+
+        check "ShardPeriodicTimer.WaitForNextTickAsync" measured
+        Expect.isGreaterThan waited 100 "the measured loop should have waited for ticks, not only found them due"
+    }
+
 let private fileLoops =
     test "BufferedFile.ReadAtAsync and WriteAtAsync (inline and through the ring) allocate nothing per await" {
         withTempDir (fun dir ->
@@ -225,4 +270,4 @@ let private fileLoops =
 
 let tests =
     testSequenced
-    <| testList "allocations" [ yieldLoop; yieldIfNeededLoop; sleepZeroLoop; fileLoops ]
+    <| testList "allocations" [ yieldLoop; yieldIfNeededLoop; sleepZeroLoop; periodicTimerLoop; fileLoops ]

@@ -121,6 +121,19 @@ let spawn (work: unit -> Task<'T>) : Task<'T> = Shard.Spawn(Func<Task<'T>>(work)
 let spawnInto (queue: TaskQueue) (work: unit -> Task<'T>) : Task<'T> =
     Shard.SpawnInto(queue, Func<Task<'T>>(work))
 
+/// Milliseconds as a TimeSpan.
+let ms (x: float) = TimeSpan.FromMilliseconds x
+
+/// Busy-waits for `span` without yielding: the shard runs nothing else meanwhile (a slow work item).
+let spin (span: TimeSpan) =
+    let until = Diagnostics.Stopwatch.GetTimestamp() + int64 (span.TotalSeconds * float Diagnostics.Stopwatch.Frequency)
+
+    while Diagnostics.Stopwatch.GetTimestamp() < until do
+        Thread.SpinWait 20
+
+/// The shard's armed timers (Shard.Stats.PendingTimers): live ones only, since a cancel removes at once.
+let pendingTimers () = Shard.Stats.PendingTimers
+
 /// A flag shared by work on one shard (one thread: no synchronization needed).
 type Flag = { mutable IsSet: bool }
 

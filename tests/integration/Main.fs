@@ -8,6 +8,8 @@ let tests =
         ShardTests.tests
         SchedulingTests.tests
         TimerTests.tests
+        PeriodicTimerTests.tests
+        TimeoutTests.tests
         PinningTests.tests
         PoolPlacementTests.tests
         BufferedFileTests.tests

@@ -183,4 +183,42 @@ let private arguments =
         Expect.isTrue zeroDone "Sleep(0) completes"
     }
 
-let tests = testSequenced <| testList "timers" [ neverEarly; cancellation; arguments ]
+/// The heap holds live timers only: a canceled sleep leaves it at once (not at its deadline, an hour away), and
+/// once the shard parks, the heap gives back what the peak made it grow to.
+let private canceledLeaveTheHeap =
+    test "100,000 canceled hour-long sleeps leave the heap empty at once, and the heap shrinks when the shard parks" {
+        let armed, afterCancel, peakCapacity, capacityAfterPark =
+            runShard (fun () ->
+                task {
+                    use cts = new CancellationTokenSource()
+                    let sleeps = Array.init 100_000 (fun _ -> Shard.Sleep(TimeSpan.FromHours 1.0, cts.Token).AsTask())
+                    let armed = Shard.Stats.PendingTimers
+                    let peakCapacity = Scipio.Runtime.ShardExecutor.Require("test").TimerCapacity
+                    cts.Cancel() // on the shard: each sleep's callback takes it out of the heap right here
+                    let afterCancel = Shard.Stats.PendingTimers
+
+                    for s in sleeps do
+                        try
+                            do! s
+                        with :? OperationCanceledException ->
+                            ()
+
+                    // Idle until the shard has parked (it trims what the peak left behind then). A sleep may end
+                    // without a park when the loop's own turn outlasts it (the first idle turn may still be JIT-compiling).
+                    let parks = Shard.Stats.Parks
+
+                    while Shard.Stats.Parks = parks do
+                        do! Shard.Sleep(TimeSpan.FromMilliseconds 1.0)
+
+                    return armed, afterCancel, peakCapacity, Scipio.Runtime.ShardExecutor.Require("test").TimerCapacity
+                })
+
+        Expect.equal armed 100_000 "all armed"
+        Expect.equal afterCancel 0 "all gone the moment they were canceled"
+        Expect.isGreaterThanOrEqual peakCapacity 100_000 "the heap grew for the peak"
+        Expect.isLessThanOrEqual capacityAfterPark 1024 "and shrank back once the shard parked"
+    }
+
+let tests =
+    testSequenced
+    <| testList "timers" [ neverEarly; cancellation; arguments; canceledLeaveTheHeap ]

@@ -8,6 +8,7 @@ let tests =
         [ SharesLatencyTests.tests
           TaskQueueTests.tests
           TimerTests.tests
+          TimerTests.periodicTests
           RingBookTests.tests
           AffinityTests.tests
           PoolPlacementTests.tests

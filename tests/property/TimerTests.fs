@@ -146,6 +146,145 @@ let private check (capacity: int, commands: TimerCommand list) =
     agree ()
     Expect.equal (popped.Count + removed) pushed "every timer popped or removed, exactly once"
 
+/// A period: from 1 ns (every instant is a grid point's neighbour) to an hour, round values likely.
+let private period =
+    Gen.frequency
+        [ 3, Gen.choose64 (1L, 10L * Milli)
+          1, Gen.elements [ 1L; 2L; Micro; Milli; Second ]
+          1, Gen.choose64 (1L, 3_600L * Second) ]
+
+/// A schedule started at some instant, and an instant at or after its start.
+let private scheduleAndNow =
+    gen {
+        let! start = instant
+        let! period = period
+        let! later = Gen.frequency [ 3, Gen.choose64 (0L, 20L * period |> min (1L <<< 50)); 1, instant ]
+        return Periodic.start start period, start + later
+    }
+    |> Arb.fromGen
+
+/// What a consumer of a periodic timer does between ticks: works for a while, then waits (the runtime wakes it
+/// `wakeLateNs` after the deadline it waited for).
+type private Iteration = { WorkNs: int64; WakeLateNs: int64 }
+
+/// Runs a consumer loop against the schedule the way ShardPeriodicTimer does (take the tick at once when it is due,
+/// else wait for DueNs and wake late by some amount; either way advance at the instant the tick is taken). Returns
+/// the instants at which ticks were taken.
+let private consume (start: int64) (period: int64) (iterations: Iteration list) =
+    let mutable schedule = Periodic.start start period
+    let mutable now = start
+    let taken = ResizeArray<int64>()
+
+    for it in iterations do
+        now <- now + it.WorkNs
+
+        if not (Periodic.isDue now schedule) then
+            now <- schedule.DueNs + it.WakeLateNs
+
+        taken.Add now
+        schedule <- Periodic.advance now schedule
+
+    taken, schedule
+
+let periodicTests =
+    testList
+        "Periodic"
+        [ testPropertyWithConfig quick "the next tick is the first grid point strictly after now: never early, never a whole period away"
+          <| Prop.forAll scheduleAndNow (fun (schedule, now) ->
+              let next = Periodic.nextAfter now schedule
+              Expect.isGreaterThan next now "strictly after now: taking a tick never leaves it due"
+              Expect.isLessThanOrEqual (next - now) schedule.PeriodNs "within one period: no grid point skipped that is still ahead"
+              Expect.equal ((next - schedule.StartNs) % schedule.PeriodNs) 0L "on the grid: no drift"
+              Expect.isGreaterThanOrEqual next (schedule.StartNs + schedule.PeriodNs) "never before the first tick")
+
+          testPropertyWithConfig quick "a new schedule's first tick is one period after its start, and not due before"
+          <| Prop.forAll (Arb.fromGen (Gen.zip instant period)) (fun (start, period) ->
+              let s = Periodic.start start period
+              Expect.equal s.DueNs (start + period) "first tick"
+              Expect.isFalse (Periodic.isDue (s.DueNs - 1L) s) "not due a nanosecond early"
+              Expect.isTrue (Periodic.isDue s.DueNs s) "due at its instant")
+
+          testPropertyWithConfig quick "advancing is monotone and idempotent at one instant"
+          <| Prop.forAll scheduleAndNow (fun (schedule, now) ->
+              let once = Periodic.advance now schedule
+              Expect.equal (Periodic.advance now once) once "taking the same instant twice changes nothing more"
+              Expect.isGreaterThanOrEqual once.DueNs schedule.DueNs "the next tick never moves back"
+              Expect.equal (once.StartNs, once.PeriodNs) (schedule.StartNs, schedule.PeriodNs) "same grid")
+
+          testPropertyWithConfig quick "a consumer that keeps up gets tick k at start + k·period exactly, however late each wake"
+          <| Prop.forAll
+              (Arb.fromGen (
+                  gen {
+                      let! start = instant
+                      let! period = Gen.choose64 (2L, 10L * Milli)
+                      // Work plus lateness below one period: the consumer is always back before the next grid point.
+                      let iteration =
+                          gen {
+                              let! work = Gen.choose64 (0L, period / 2L)
+                              let! late = Gen.choose64 (0L, period / 2L - 1L)
+                              return { WorkNs = work; WakeLateNs = late }
+                          }
+
+                      let! its = Gen.listOf iteration
+                      return start, period, its
+                  }
+              ))
+              (fun (start, period, its) ->
+                  let taken, schedule = consume start period its
+
+                  for k in 0 .. taken.Count - 1 do
+                      let grid = start + int64 (k + 1) * period
+                      Expect.isGreaterThanOrEqual taken[k] grid $"tick {k + 1} never early"
+                      Expect.isLessThan taken[k] (grid + period) $"tick {k + 1} less than a period late: no drift"
+
+                  Expect.equal schedule.DueNs (start + int64 (taken.Count + 1) * period) "the grid has not moved")
+
+          testPropertyWithConfig quick "any consumer: ticks are never early, never more than the periods elapsed, and a late one skips the points it missed"
+          <| Prop.forAll
+              (Arb.fromGen (
+                  gen {
+                      let! start = instant
+                      let! period = Gen.choose64 (1L, 10L * Milli)
+
+                      let iteration =
+                          gen {
+                              let! work = Gen.frequency [ 3, Gen.choose64 (0L, period); 1, Gen.choose64 (0L, 10L * period) ]
+                              let! late = Gen.frequency [ 3, Gen.choose64 (0L, period); 1, Gen.choose64 (0L, 10L * period) ]
+                              return { WorkNs = work; WakeLateNs = late }
+                          }
+
+                      let! its = Gen.listOf iteration
+                      return start, period, its
+                  }
+              ))
+              (fun (start, period, its) ->
+                  let taken, schedule = consume start period its
+                  let mutable previousGrid = start
+
+                  for k in 0 .. taken.Count - 1 do
+                      // The grid point this tick stands for: the latest one not after the instant it was taken.
+                      let grid = start + (taken[k] - start) / period * period
+                      Expect.isGreaterThan grid previousGrid $"tick {k + 1} stands for a grid point of its own"
+                      Expect.isGreaterThanOrEqual taken[k] (start + int64 (k + 1) * period) $"tick {k + 1} never early"
+                      previousGrid <- grid
+
+                  let last = if taken.Count = 0 then start else taken[taken.Count - 1]
+                  Expect.isLessThanOrEqual (int64 taken.Count) ((last - start) / period) "no more ticks than periods elapsed"
+                  Expect.equal schedule.DueNs (Periodic.nextAfter last schedule) "waiting for the first point after the last tick")
+
+          testCase "the end of time: a grid point past Int64.MaxValue is Never, not a wrapped-around instant"
+          <| fun () ->
+              let s = Periodic.start (Time.Never - 10L) 7L
+              Expect.equal s.DueNs (Time.Never - 3L) "the last point that fits"
+              let after = Periodic.advance (Time.Never - 3L) s
+              Expect.equal after.DueNs Time.Never "beyond: never"
+              Expect.equal (Periodic.nextAfter (Time.Never - 1L) (Periodic.start 0L Time.Never)) Time.Never "one huge period"
+
+          testCase "a period must be positive"
+          <| fun () ->
+              Expect.throwsT<ArgumentException> (fun () -> Periodic.start 0L 0L |> ignore) "zero"
+              Expect.throwsT<ArgumentException> (fun () -> Periodic.start 0L -1L |> ignore) "negative" ]
+
 let tests =
     testList
         "TimerHeap"

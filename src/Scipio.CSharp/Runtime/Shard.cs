@@ -240,6 +240,169 @@ public static class Shard
     public static ValueTask Sleep(TimeSpan delay, CancellationToken cancellationToken = default) =>
         ShardExecutor.Require("Shard.Sleep").Sleep(delay, cancellationToken);
 
+    // ---- timers: entries in the shard's timer heap, never the ThreadPool's timer ----
+
+    /// <summary>A timer that ticks every <paramref name="period"/> on this shard, the first tick one period from now:
+    /// <c>while (await timer.WaitForNextTickAsync(ct)) { … }</c>, like .NET's <see cref="PeriodicTimer"/>.
+    /// Ticks keep to their grid (the k-th due k periods from now), so a loop that keeps up does not drift.</summary>
+    /// <remarks>Dispose it when done: a pending wait then ends with false. See <see cref="ShardPeriodicTimer"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="period"/> is zero, negative or
+    /// <see cref="Timeout.InfiniteTimeSpan"/>.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardPeriodicTimer CreatePeriodicTimer(TimeSpan period) =>
+        new(ShardExecutor.Require("Shard.CreatePeriodicTimer"), period);
+
+    /// <summary>Runs <paramref name="work"/> with a token that is canceled at the deadline, <paramref name="timeout"/>
+    /// from now. The Task has the work's outcome if it ends first; otherwise, at the deadline (never before), the token
+    /// is canceled and the Task faults with <see cref="TimeoutException"/>.</summary>
+    /// <remarks>
+    /// <para>The work starts at once, inline, in the calling task queue. The deadline is one entry in the shard's
+    /// timer heap, removed as soon as the work ends: finishing in time leaves no timer behind.</para>
+    /// <para>At the deadline the caller does not wait for the work to notice: the TimeoutException comes at once,
+    /// and the work, its token canceled, ends in its own time; its outcome is observed and dropped. Operations of the
+    /// shard given the token (Sleep, file and socket I/O) end promptly with <see cref="OperationCanceledException"/>.
+    /// A work item that completes before the deadline wins even if the deadline passes before its continuation runs.</para>
+    /// <para><see cref="Timeout.InfiniteTimeSpan"/> sets no deadline (the token is never canceled); zero times out
+    /// unless the work completes synchronously.</para>
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is negative (other than
+    /// infinite).</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static Task<T> WithTimeout<T>(TimeSpan timeout, Func<CancellationToken, Task<T>> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var e = ShardExecutor.Require("Shard.WithTimeout");
+        long timeoutNs = TimeoutNs(timeout);
+        if (timeoutNs == Time.Never) return Unbounded(work);
+        return new TimeoutRun<T>(e, timeout).Start(timeoutNs, work);
+    }
+
+    /// <summary>Runs <paramref name="work"/> with a token that is canceled at the deadline, <paramref name="timeout"/>
+    /// from now; faults with <see cref="TimeoutException"/> at the deadline (never before) unless the work ended
+    /// first. See <see cref="WithTimeout{T}"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is negative (other than
+    /// infinite).</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static Task WithTimeout(TimeSpan timeout, Func<CancellationToken, Task> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var e = ShardExecutor.Require("Shard.WithTimeout");
+        long timeoutNs = TimeoutNs(timeout);
+        if (timeoutNs == Time.Never) return Unbounded(work);
+        return new TimeoutRun<bool>(e, timeout).Start(timeoutNs, work);
+    }
+
+    private static long TimeoutNs(TimeSpan timeout)
+    {
+        if (timeout == Timeout.InfiniteTimeSpan) return Time.Never;
+        if (timeout < TimeSpan.Zero)
+            ThrowHelper.ThrowArgumentOutOfRange(nameof(timeout), timeout, "The timeout must be zero or positive, or Timeout.InfiniteTimeSpan for none.");
+        return Clock.ToNs(timeout);
+    }
+
+    // No deadline: the work as it is, a synchronous throw faulting the Task as it would with one.
+    private static Task<T> Unbounded<T>(Func<CancellationToken, Task<T>> work)
+    {
+        try
+        {
+            return work(CancellationToken.None) ?? throw NullWork();
+        }
+        catch (Exception ex)
+        {
+            return Task.FromException<T>(ex);
+        }
+    }
+
+    private static Task Unbounded(Func<CancellationToken, Task> work)
+    {
+        try
+        {
+            return work(CancellationToken.None) ?? throw NullWork();
+        }
+        catch (Exception ex)
+        {
+            return Task.FromException(ex);
+        }
+    }
+
+    private static InvalidOperationException NullWork() =>
+        new("The function given to Shard.WithTimeout returned null instead of a Task.");
+
+    /// <summary>Runs <paramref name="action"/> once, <paramref name="delay"/> from now (never earlier), in
+    /// <paramref name="queue"/> (default: the calling task queue) — Glommio's <c>TimerActionOnce</c>. Cancel it with
+    /// <see cref="ShardTimerAction.Cancel"/>; its <see cref="ShardTimerAction.Completion"/> says how it ended.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="delay"/> is negative or infinite.</exception>
+    /// <exception cref="ArgumentException"><paramref name="queue"/> belongs to another shard.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardTimerAction RunAfter(TimeSpan delay, Action action, TaskQueue? queue = null) =>
+        Once("Shard.RunAfter", delay, action, null, queue);
+
+    /// <summary>Runs the asynchronous <paramref name="action"/> once, <paramref name="delay"/> from now, in
+    /// <paramref name="queue"/> (default: the calling task queue); <see cref="ShardTimerAction.Completion"/> ends with
+    /// its Task.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="delay"/> is negative or infinite.</exception>
+    /// <exception cref="ArgumentException"><paramref name="queue"/> belongs to another shard.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardTimerAction RunAfter(TimeSpan delay, Func<Task> action, TaskQueue? queue = null) =>
+        Once("Shard.RunAfter", delay, null, action, queue);
+
+    /// <summary>Runs <paramref name="action"/> once at <paramref name="when"/> (at once if it has passed), in
+    /// <paramref name="queue"/> (default: the calling task queue). The wall-clock time is turned into a delay now: a
+    /// later change of the system clock does not move the timer.</summary>
+    /// <exception cref="ArgumentException"><paramref name="queue"/> belongs to another shard.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardTimerAction RunAt(DateTimeOffset when, Action action, TaskQueue? queue = null) =>
+        Once("Shard.RunAt", Until(when), action, null, queue);
+
+    /// <summary>Runs the asynchronous <paramref name="action"/> once at <paramref name="when"/> (at once if it has
+    /// passed), in <paramref name="queue"/> (default: the calling task queue).</summary>
+    /// <exception cref="ArgumentException"><paramref name="queue"/> belongs to another shard.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardTimerAction RunAt(DateTimeOffset when, Func<Task> action, TaskQueue? queue = null) =>
+        Once("Shard.RunAt", Until(when), null, action, queue);
+
+    /// <summary>Runs <paramref name="action"/> every <paramref name="period"/>, the first time one period from now, in
+    /// <paramref name="queue"/> (default: the calling task queue), until <see cref="ShardTimerAction.Cancel"/> or until
+    /// it throws — Glommio's <c>TimerActionRepeat</c>. Runs keep to the grid of a <see cref="ShardPeriodicTimer"/>
+    /// and never overlap.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="period"/> is zero, negative or infinite.</exception>
+    /// <exception cref="ArgumentException"><paramref name="queue"/> belongs to another shard.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardTimerAction RunEvery(TimeSpan period, Action action, TaskQueue? queue = null) =>
+        Repeat(period, action, null, queue);
+
+    /// <summary>Runs the asynchronous <paramref name="action"/> every <paramref name="period"/> in
+    /// <paramref name="queue"/> (default: the calling task queue), until canceled or until it fails; a run that takes
+    /// longer than a period delays the next (runs never overlap) and the ticks missed meanwhile are dropped.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="period"/> is zero, negative or infinite.</exception>
+    /// <exception cref="ArgumentException"><paramref name="queue"/> belongs to another shard.</exception>
+    /// <exception cref="InvalidOperationException">Not on a shard.</exception>
+    public static ShardTimerAction RunEvery(TimeSpan period, Func<Task> action, TaskQueue? queue = null) =>
+        Repeat(period, null, action, queue);
+
+    private static TimeSpan Until(DateTimeOffset when)
+    {
+        var delay = when - DateTimeOffset.UtcNow;
+        return delay < TimeSpan.Zero ? TimeSpan.Zero : delay;
+    }
+
+    private static ShardTimerAction Once(string member, TimeSpan delay, Action? action, Func<Task>? asyncAction, TaskQueue? queue)
+    {
+        if (action is null && asyncAction is null) throw new ArgumentNullException(nameof(action));
+        var e = ShardExecutor.Require(member);
+        long delayNs = TimerArguments.DelayNs(delay, nameof(delay));
+        long now = Clock.NowNs;
+        return new ShardTimerAction(e, queue, action, asyncAction, Time.addSaturating(now, delayNs), 0, now);
+    }
+
+    private static ShardTimerAction Repeat(TimeSpan period, Action? action, Func<Task>? asyncAction, TaskQueue? queue)
+    {
+        if (action is null && asyncAction is null) throw new ArgumentNullException(nameof(action));
+        var e = ShardExecutor.Require("Shard.RunEvery");
+        long periodNs = TimerArguments.PeriodNs(period, nameof(period));
+        return new ShardTimerAction(e, queue, action, asyncAction, 0, periodNs, Clock.NowNs);
+    }
+
     /// <summary>A snapshot of this shard's counters: runtime, work items run, parks, preemptions, each ring's
     /// submissions and completions, and each task queue's counters.</summary>
     public static ShardStats Stats => ShardExecutor.Require("Shard.Stats").Stats();

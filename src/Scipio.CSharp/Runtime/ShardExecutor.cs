@@ -22,7 +22,7 @@ internal sealed class ShardExecutor : IDisposable
     private long _now; // the loop's latest clock reading: "became runnable at" for wakes during a turn
 
     private readonly TimerHeap _timers = new(64);
-    private readonly SlotTable<TimerOperation> _timerOps = new();
+    private readonly SlotTable<ITimerTarget> _timerOps = new();
     private readonly Stack<TimerOperation> _freeTimers = new();
 
     private const int InboxBatch = 1024;
@@ -144,6 +144,7 @@ internal sealed class ShardExecutor : IDisposable
             BufferRegistrationFailures = b.Fixed.Failures,
             InlineWrites = InlineWrites,
             ReceiveFallbacks = ReceiveFallbacks,
+            PendingTimers = PendingTimers,
         };
     }
 
@@ -216,24 +217,51 @@ internal sealed class ShardExecutor : IDisposable
         if (!_freeTimers.TryPop(out var timer))
         {
             timer = new TimerOperation(this);
-            timer.Id = _timerOps.Add(timer);
+            timer.Id = AddTimer(timer);
         }
         timer.Start(ct);
         if (delay != Timeout.InfiniteTimeSpan)
         {
             long now = Clock.NowNs;
-            long deadline = Time.addSaturating(now, Clock.ToNs(delay));
-            _timers.Push(deadline, timer.Id);
-            if (Loop.needsCheck(deadline, _loop)) CheckPreemption(now); // the running queue must stop in time for it
+            ArmTimer(timer.Id, Time.addSaturating(now, Clock.ToNs(delay)), now);
         }
         return new ValueTask(timer, timer.Version);
     }
 
     public void ReturnTimer(TimerOperation timer) => _freeTimers.Push(timer);
 
+    /// <summary>Gives <paramref name="target"/> a slot in the timer table: its id for <see cref="ArmTimer"/>. Keep
+    /// it for the target's life (pooled sleeps, a periodic timer) or give it back with <see cref="RemoveTimer"/>.</summary>
+    public int AddTimer(ITimerTarget target) => _timerOps.Add(target);
+
+    /// <summary>Disarms timer <paramref name="id"/> and frees its slot.</summary>
+    public void RemoveTimer(int id)
+    {
+        _timers.Remove(id);
+        _timerOps.Remove(id);
+    }
+
+    /// <summary>Arms timer <paramref name="id"/> for <paramref name="deadlineNs"/> (re-arming moves it), read at
+    /// <paramref name="nowNs"/>.</summary>
+    public void ArmTimer(int id, long deadlineNs, long nowNs)
+    {
+        _timers.Push(deadlineNs, id);
+        if (Loop.needsCheck(deadlineNs, _loop)) CheckPreemption(nowNs); // the running queue must stop in time for it
+    }
+
+    /// <summary>Takes timer <paramref name="id"/> out of the heap at once (O(log n)), so a canceled timer neither
+    /// holds memory until its deadline nor keeps the preemption timer armed; false when it was not armed.</summary>
+    public bool DisarmTimer(int id) => _timers.Remove(id);
+
+    /// <summary>Timers armed in the heap now: exactly the live ones (a canceled timer leaves at once).</summary>
+    public int PendingTimers => _timers.Count;
+
+    /// <summary>What the timer heap's entry array holds on to (it shrinks when the shard parks after a peak).</summary>
+    internal int TimerCapacity => _timers.Capacity;
+
     private void FireDueTimers(long now)
     {
-        while (_timers.TryPopDue(now, out var entry)) _timerOps[entry.Id]!.Fire(0);
+        while (_timers.TryPopDue(now, out var entry)) _timerOps[entry.Id]!.OnTimerDue(now);
     }
 
     // ---- cancellation (the token's callback may run on any thread) ----
@@ -256,7 +284,7 @@ internal sealed class ShardExecutor : IDisposable
             return;
         }
         if (timer.Version != version) return;
-        _timers.Remove(timer.Id); // at once: a canceled timer must not keep the preemption timer armed
+        DisarmTimer(timer.Id); // at once: a canceled timer must not keep the preemption timer armed
         timer.Fire(-Errno.ECANCELED);
     }
 

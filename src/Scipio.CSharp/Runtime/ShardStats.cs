@@ -52,6 +52,11 @@ public sealed record ShardStats(
     /// (an old kernel, a seccomp filter, the locked-memory limit), it was full, or the kernel refused the block. Their
     /// I/O goes as plain READ / WRITE, which works the same, only without the saving.</summary>
     public long BufferRegistrationFailures { get; init; }
+
+    /// <summary>Timers armed on the shard now: sleeps, pending <see cref="ShardPeriodicTimer"/> waits,
+    /// <see cref="Shard.WithTimeout{T}"/> deadlines and <see cref="ShardTimerAction"/>s waiting for their time.
+    /// A canceled or disposed timer leaves at once, so this counts live timers only.</summary>
+    public int PendingTimers { get; init; }
 }
 
 /// <summary>Counters of one io_uring instance.</summary>

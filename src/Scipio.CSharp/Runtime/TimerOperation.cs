@@ -3,7 +3,7 @@ namespace Scipio.Runtime;
 /// <summary>A pooled sleep: an entry in the shard's timer heap under its <see cref="Id"/>, fired by the run loop
 /// when due, or removed from the heap at once when canceled. The shard's kernel wait (io_uring_enter with a timeout
 /// at the next deadline) is what wakes it when idle.</summary>
-internal sealed class TimerOperation(ShardExecutor owner) : ShardOperation(owner)
+internal sealed class TimerOperation(ShardExecutor owner) : ShardOperation(owner), ITimerTarget
 {
     /// <summary>Slot in the shard's timer table: the id of its heap entry.</summary>
     public int Id { get; set; }
@@ -17,6 +17,8 @@ internal sealed class TimerOperation(ShardExecutor owner) : ShardOperation(owner
         Begin(ct);
         return this;
     }
+
+    void ITimerTarget.OnTimerDue(long nowNs) => Fire(0);
 
     /// <summary>The deadline passed (or the sleep was canceled: result -ECANCELED).</summary>
     public void Fire(int result)
