@@ -32,6 +32,8 @@ let tests =
         FileSystemTests.tests
         DmaStreamTests.tests
         NetTests.tests
+        StallTests.tests
+        MetricsTests.tests
     ]
 
 [<EntryPoint>]

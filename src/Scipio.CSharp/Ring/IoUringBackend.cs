@@ -113,6 +113,7 @@ internal sealed class IoUringBackend : IShardBackend
             FinishUnsubmitted(op);
             return;
         }
+        if (Diagnostics.ScipioMetrics.IoDuration.Enabled) op.SubmittedNs = Clock.NowNs;
         if (op.SelectsBuffer)
         {
             // It picks from the main ring's provided buffers, registered there only; its CQEs serve whichever
@@ -254,6 +255,7 @@ internal sealed class IoUringBackend : IShardBackend
                 lane.Resubmit(op);
                 break;
             case CqeAction.Complete:
+                if (op.SubmittedNs != 0) Diagnostics.ScipioMetrics.RecordIo(op, lane.Kind);
                 lane.Retire(op);
                 op.State = OperationState.Done;
                 op.OnRetired();

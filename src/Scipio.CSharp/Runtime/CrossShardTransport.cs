@@ -23,6 +23,7 @@ internal sealed class CrossShardTransport
     private readonly int _shards;
     private readonly SpscRing<ICrossShardItem>[] _rings; // [from * _shards + to]
     private readonly Outbox[] _outboxes;
+    private readonly long[] _received; // per target, written by the target's thread only
 
     public CrossShardTransport(int shards)
     {
@@ -31,13 +32,22 @@ internal sealed class CrossShardTransport
         for (int i = 0; i < _rings.Length; i++) _rings[i] = new SpscRing<ICrossShardItem>(RingCapacity);
         _outboxes = new Outbox[shards];
         for (int i = 0; i < shards; i++) _outboxes[i] = new Outbox(shards);
+        _received = new long[shards];
     }
+
+    /// <summary>Items shard <paramref name="shard"/> has sent to its peers (read from any thread: a torn read is
+    /// impossible for an aligned long, a stale one harmless).</summary>
+    public long SentBy(int shard) => Volatile.Read(ref _outboxes[shard].Sent);
+
+    /// <summary>Items shard <paramref name="shard"/> has received from its peers.</summary>
+    public long ReceivedBy(int shard) => Volatile.Read(ref _received[shard]);
 
     /// <summary>Sends <paramref name="item"/> from shard <paramref name="from"/> (the calling shard's thread) to
     /// shard <paramref name="to"/>; the target learns of it when the sender flushes.</summary>
     public void Send(int from, int to, ICrossShardItem item)
     {
         var outbox = _outboxes[from];
+        outbox.Sent++;
         var waiting = outbox.Overflow[to];
         // Behind items already waiting for room, never before them: order per sender is kept.
         if ((waiting is null || waiting.Count == 0) && _rings[from * _shards + to].TryEnqueue(item)) { }
@@ -75,7 +85,9 @@ internal sealed class CrossShardTransport
         for (int from = 0; from < _shards; from++)
         {
             var ring = _rings[from * _shards + to];
-            for (int n = 0; n < DrainBatch && ring.TryDequeue(out var item); n++) item.Arrive(at);
+            int n = 0;
+            for (; n < DrainBatch && ring.TryDequeue(out var item); n++) item.Arrive(at);
+            _received[to] += n;
             more |= !ring.IsEmpty;
         }
         return more;
@@ -98,6 +110,7 @@ internal sealed class CrossShardTransport
         public readonly int[] Touched = new int[shards];
         private readonly bool[] _isTouched = new bool[shards];
         public int TouchedCount;
+        public long Sent;
 
         public bool HasOverflow
         {

@@ -21,6 +21,10 @@ internal sealed class ShardExecutor : IDisposable
     private LoopState _loop = Loop.initial;
     private long _now; // the loop's latest clock reading: "became runnable at" for wakes during a turn
 
+    /// <summary>The loop's latest clock reading (taken just before it reaps completions): when a completion reaped
+    /// in this turn arrived, as the I/O histograms count it, without a clock read of their own.</summary>
+    public long LoopNowNs => _now;
+
     private readonly TimerHeap _timers = new(64);
     private readonly SlotTable<ITimerTarget> _timerOps = new();
     private readonly Stack<TimerOperation> _freeTimers = new();
@@ -32,6 +36,9 @@ internal sealed class ShardExecutor : IDisposable
 
     private readonly PreemptSignal _preempt; // read on every NeedPreempt
     private readonly long _preemptIntervalNs, _spinNs;
+    private readonly long _stallNs; // 0: stall detection off
+    private readonly Action<Diagnostics.StallReport>? _onStall;
+    private long _stalls;
     private readonly Func<bool> _hasWork;
     private long _tasksRun, _loopTurns, _parks, _preemptions, _runtimeNs;
 
@@ -42,6 +49,8 @@ internal sealed class ShardExecutor : IDisposable
         PinnedCpu = pinnedCpu;
         _preemptIntervalNs = Clock.ToNs(options.PreemptInterval);
         _spinNs = Clock.ToNs(options.SpinBeforePark);
+        _stallNs = options.StallThreshold is { } threshold ? Clock.ToNs(threshold) : 0;
+        _onStall = options.OnStall;
         _hasWork = HasWork;
         _now = Clock.NowNs;
         Operations = new OperationTable(this);
@@ -51,7 +60,13 @@ internal sealed class ShardExecutor : IDisposable
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
         CurrentQueue = DefaultQueue;
         t_current = this;
+        IdTag = id;
+        Diagnostics.ScipioMetrics.Register(this);
     }
+
+    /// <summary>The shard's id, boxed once: a metric tag's value (KeyValuePair&lt;string, object?&gt;) without an
+    /// allocation per measurement.</summary>
+    public object IdTag { get; }
 
     /// <summary>The shard running on this thread, or null.</summary>
     public static ShardExecutor? Current
@@ -145,6 +160,10 @@ internal sealed class ShardExecutor : IDisposable
             InlineWrites = InlineWrites,
             ReceiveFallbacks = ReceiveFallbacks,
             PendingTimers = PendingTimers,
+            Stalls = _stalls,
+            Shard = Id,
+            CrossShardSent = Pool?.Transport.SentBy(Id) ?? 0,
+            CrossShardReceived = Pool?.Transport.ReceivedBy(Id) ?? 0,
         };
     }
 
@@ -366,6 +385,7 @@ internal sealed class ShardExecutor : IDisposable
             if (Backend.Reap()) _loop = Loop.preemptFired(_loop);
             DrainInbox();
             FireDueTimers(_now);
+            if (_now >= _nextPublishNs || _publishRequested != 0) PublishStats();
 
             int next = Loop.pick(States);
             if (next >= 0)
@@ -394,6 +414,67 @@ internal sealed class ShardExecutor : IDisposable
         }
     }
 
+    // ---- metrics: a snapshot published for the meter's observable instruments ----
+
+    private long _nextPublishNs;
+    private int _publishRequested;
+    private long _publishedAtNs = long.MinValue;
+    private static readonly long s_publishIntervalNs = Clock.ToNs(Diagnostics.ScipioMetrics.PublishInterval);
+
+    /// <summary>The latest snapshot this shard published for the meter (null before the first); any thread.</summary>
+    public volatile ShardStats? PublishedStats;
+
+    /// <summary>Publishes a snapshot when a listener is attached or one was asked for; otherwise only looks again
+    /// one interval later. On the shard thread, once per interval at most: nothing per loop turn.</summary>
+    internal void PublishStats()
+    {
+        bool asked = Interlocked.Exchange(ref _publishRequested, 0) != 0;
+        _nextPublishNs = _now + s_publishIntervalNs;
+        if (!asked && !Diagnostics.ScipioMetrics.Listening) return;
+        PublishedStats = Stats();
+        Volatile.Write(ref _publishedAtNs, _now);
+    }
+
+    /// <summary>From a collection (any thread): a snapshot older than the interval is refreshed on the shard's
+    /// next loop turn, and a parked shard is woken for it.</summary>
+    internal void RequestPublishIfStale()
+    {
+        if (Clock.NowNs - Volatile.Read(ref _publishedAtNs) < s_publishIntervalNs) return;
+        if (Interlocked.Exchange(ref _publishRequested, 1) == 0) Backend.Wake();
+    }
+
+    /// <summary>Runs a work item under the stall detector: timed, and reported when it ran past the threshold.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RunTimed(in WorkItem item, TaskQueue queue)
+    {
+        var subject = item.Subject; // before running: a spawned item lets go of its function as it starts
+        long start = Clock.NowNs;
+        try
+        {
+            item.Run();
+        }
+        finally
+        {
+            long took = Clock.NowNs - start;
+            if (took >= _stallNs) ReportStall(queue, took, subject);
+        }
+    }
+
+    private void ReportStall(TaskQueue queue, long tookNs, (object?, object) subject)
+    {
+        _stalls++;
+        var report = new Diagnostics.StallReport(Id, queue.Name, Clock.FromNs(tookNs), WorkItemNames.Of(subject));
+        try
+        {
+            if (_onStall is { } onStall) onStall(report);
+            else Console.Error.WriteLine(report.ToString());
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"Scipio: ShardOptions.OnStall threw for {report}: {e}");
+        }
+    }
+
     private void RunQueue(int index)
     {
         var queue = _queues[index];
@@ -410,7 +491,8 @@ internal sealed class ShardExecutor : IDisposable
         {
             ran++;
             _tasksRun++; // counted as it runs: one run may last as long as the program (Shard.Stats reads it mid-run)
-            item.Run();
+            if (_stallNs == 0) item.Run();
+            else RunTimed(item, queue);
             // Nothing to decide unless the slice is over or the work asked for a yield or a loop turn.
             if (!NeedPreempt && !_loop.YieldRequested && !_loop.LoopTurnRequested) continue;
             // Work posted from other threads joins its queues now, like a completion; it does not end the run by
@@ -451,6 +533,7 @@ internal sealed class ShardExecutor : IDisposable
     /// <paramref name="fault"/> when the shard's pool stopped because of it.</summary>
     public void Dispose(Exception? fault)
     {
+        Diagnostics.ScipioMetrics.Unregister(this);
         try { Backend.Drain(); }
         finally
         {

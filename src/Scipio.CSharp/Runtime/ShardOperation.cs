@@ -19,6 +19,7 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
     private short _version;
     private bool _completed;
     private long _result; // ≥ 0: the value (a count, an fd, a file size); < 0: a negated errno
+    private long _completedNs; // for scipio.io.resume_delay; 0 when nobody listens
     private CancellationTokenRegistration _cancellation;
 
     protected ShardOperation(ShardExecutor owner) => Owner = owner;
@@ -58,6 +59,7 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
         Debug.Assert(!_completed);
         _result = result;
         _completed = true;
+        if (Diagnostics.ScipioMetrics.ResumeDelay.Enabled) _completedNs = Owner.LoopNowNs; // reaped in this loop turn
         _cancellation.Dispose();
         _cancellation = default;
         var continuation = Interlocked.CompareExchange(ref _continuation, s_completedSentinel, null);
@@ -103,6 +105,11 @@ internal abstract class ShardOperation : IValueTaskSource<int>, IValueTaskSource
         if (!_completed)
             throw new InvalidOperationException("The operation has not completed: await the ValueTask instead of reading its result.");
         long result = _result;
+        if (_completedNs != 0)
+        {
+            Diagnostics.ScipioMetrics.RecordResume(Owner, Queue, _completedNs);
+            _completedNs = 0;
+        }
         var ct = CancellationToken;
         Exception? error = result < 0 ? CreateException((int)-result, ct) : null;
         Recycle();

@@ -10,6 +10,7 @@ public sealed class ShardOptions
     private int _ringEntries = 256;
     private TimeSpan _preemptInterval = TimeSpan.FromMilliseconds(1);
     private TimeSpan _spinBeforePark = TimeSpan.Zero;
+    private TimeSpan? _stallThreshold;
 
     /// <summary>The shard thread's name (shown by debuggers and <c>top -H</c>); default "shard-N".</summary>
     public string? Name
@@ -58,4 +59,20 @@ public sealed class ShardOptions
             ? value
             : throw new ArgumentOutOfRangeException(nameof(value), value, "SpinBeforePark must be between zero and 1 s.");
     }
+
+    /// <summary>Report a work item that runs this long without yielding (a "stall": everything else on the shard
+    /// waited that long). Off (null) by default; from 100 µs to 1 hour.</summary>
+    /// <remarks>Each work item is timed (two clock reads) while this is set; the report goes to <see cref="OnStall"/>
+    /// on the shard, once the item has returned, and is counted in <see cref="ShardStats.Stalls"/>.</remarks>
+    public TimeSpan? StallThreshold
+    {
+        get => _stallThreshold;
+        set => _stallThreshold = value is null || (value >= TimeSpan.FromMicroseconds(100) && value <= TimeSpan.FromHours(1))
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "StallThreshold must be null (off) or between 100 µs and 1 hour.");
+    }
+
+    /// <summary>Receives each stall report, on the shard thread (keep it short; an exception it throws is written to
+    /// standard error and otherwise ignored). Default: a line on standard error.</summary>
+    public Action<Diagnostics.StallReport>? OnStall { get; set; }
 }

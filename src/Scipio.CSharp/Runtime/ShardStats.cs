@@ -57,6 +57,18 @@ public sealed record ShardStats(
     /// <see cref="Shard.WithTimeout{T}"/> deadlines and <see cref="ShardTimerAction"/>s waiting for their time.
     /// A canceled or disposed timer leaves at once, so this counts live timers only.</summary>
     public int PendingTimers { get; init; }
+
+    /// <summary>Work items that ran past <see cref="ShardOptions.StallThreshold"/> without yielding (0 while it is off).</summary>
+    public long Stalls { get; init; }
+
+    /// <summary>The shard's id (<see cref="Shard.Id"/>).</summary>
+    public int Shard { get; init; }
+
+    /// <summary>Items (calls, channel messages' wake-ups) this shard sent to other shards of its pool.</summary>
+    public long CrossShardSent { get; init; }
+
+    /// <summary>Items this shard received from other shards of its pool.</summary>
+    public long CrossShardReceived { get; init; }
 }
 
 /// <summary>Counters of one io_uring instance.</summary>

@@ -19,6 +19,9 @@ internal sealed class SpawnedWork<T> : TaskCompletionSource<T>, IShardWorkItem, 
         _slot = list.Add(this);
     }
 
+    /// <summary>The user's function, for a stall report.</summary>
+    public object Subject => (object?)_work ?? this;
+
     public void Execute()
     {
         var work = _work!;

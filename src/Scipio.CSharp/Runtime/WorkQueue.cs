@@ -6,6 +6,9 @@ namespace Scipio.Runtime;
 internal interface IShardWorkItem
 {
     void Execute();
+
+    /// <summary>What it will run, for a stall report (read before <see cref="Execute"/>): the user's delegate, or itself.</summary>
+    object Subject => this;
 }
 
 /// <summary>One unit of work on a task queue: a callback and its state. The callback is an
@@ -16,6 +19,10 @@ internal readonly struct WorkItem(object callback, object? state)
 {
     public readonly object Callback = callback;
     public readonly object? State = state;
+
+    /// <summary>What to name in a stall report, read before the item runs: the spawned function, or the
+    /// continuation's state (an async method's box) with the callback to fall back on.</summary>
+    public (object? First, object Second) Subject => Callback is IShardWorkItem work ? (work.Subject, Callback) : (State, Callback);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Run()

@@ -76,6 +76,9 @@ internal abstract class IoOperation : ShardOperation
 
     public ulong DeviceKey { get; private set; }
 
+    /// <summary>When it was submitted (Clock ns), for the scipio.io.duration histogram; 0 when nobody listens.</summary>
+    public long SubmittedNs;
+
     /// <summary>The kernel picks its buffer from the main ring's provided buffers: it must go to the main ring.</summary>
     public bool SelectsBuffer => (Sqe.Flags & IoUringConst.SqeBufferSelect) != 0;
 
@@ -143,6 +146,7 @@ internal abstract class IoOperation : ShardOperation
         Class = OpClass.Prompt;
         _cancelSent = false;
         _socketErrors = false;
+        SubmittedNs = 0;
         _what = "";
         _path = null;
     }
