@@ -166,11 +166,7 @@ public static class FileSystem
         }
         finally
         {
-            handle.SetHandleAsInvalid(); // closed through the ring here, not by the finalizer
-            var close = executor.Operations.RentReadWrite().Start("close directory", full, null, default);
-            close.PrepareClose(fd);
-            executor.Submit(close);
-            await new ValueTask(close, close.Version);
+            await executor.CloseThroughRing(handle, "close directory", full);
         }
     }
 

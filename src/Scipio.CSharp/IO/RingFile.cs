@@ -103,17 +103,11 @@ internal sealed class RingFile(ShardExecutor owner, FileDescriptor fd, string pa
     }
 
     /// <summary>Cancels the file's pending operations, then closes it through the ring; twice does nothing.</summary>
-    public async ValueTask CloseAsync()
+    public ValueTask CloseAsync()
     {
-        if (Fd.IsClosed) return;
+        if (Fd.IsClosed) return default;
         CheckShard($"{kind}.DisposeAsync");
-        int descriptor = Fd.Fd;
-        Fd.SetHandleAsInvalid(); // closed through the ring below, not by the finalizer; later calls see it closed
-        Owner.Backend.CancelDescriptor(descriptor);
-        var op = Owner.Operations.RentReadWrite().Start("close", Path, null, default);
-        op.PrepareClose(descriptor);
-        Owner.Submit(op);
-        await new ValueTask(op, op.Version);
+        return Owner.CloseThroughRing(Fd, "close", Path);
     }
 
     /// <summary>On the owning shard, and not disposed.</summary>

@@ -72,19 +72,13 @@ internal sealed class SocketAcceptor
     }
 
     /// <summary>Stops accepting (a pending accept ends) and closes the socket through the ring.</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
-        if (Fd.IsClosed) return;
+        if (Fd.IsClosed) return default;
         CheckShard("DisposeAsync");
-        int descriptor = Fd.Fd;
-        Fd.SetHandleAsInvalid();
-        Owner.Backend.CancelDescriptor(descriptor);
-        _accept?.Dispose();
+        _accept?.Dispose(); // a pending accept ends (ObjectDisposedException, as the socket is closed below)
         _accept = null;
-        var op = Owner.Operations.RentReadWrite().Start(_kind.Close, null, null, default);
-        op.PrepareClose(descriptor);
-        Owner.Submit(op);
-        await new ValueTask(op, op.Version);
+        return Owner.CloseThroughRing(Fd, _kind.Close);
     }
 
     /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>

@@ -237,21 +237,16 @@ internal sealed class SocketConnection : IMultishotListener
 
     /// <summary>Cancels pending reads and writes (they end with OperationCanceledException once the kernel has let
     /// go of their memory), gives back the buffer being read, and closes the socket through the ring.</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
-        if (Fd.IsClosed) return;
+        if (Fd.IsClosed) return default;
         CheckShard("DisposeAsync");
-        int descriptor = Fd.Fd;
-        Fd.SetHandleAsInvalid(); // closed through the ring below, not by the finalizer
-        Owner.Backend.CancelDescriptor(descriptor); // a plain receive in flight ends through its own CQE
         _receive?.Dispose();
         _receive = null;
         ReleaseBuffer();
+        // A plain receive in flight ends through its own CQE once the close cancels it; a multishot read ends now.
         if (_plain is null) _read.TrySetException(SocketErrors.ToException(Errno.ECANCELED, _kind.Read)); // as .NET: OperationAborted
-        var op = Owner.Operations.RentReadWrite().Start(_kind.Close, null, null, default);
-        op.PrepareClose(descriptor);
-        Owner.Submit(op);
-        await new ValueTask(op, op.Version);
+        return Owner.CloseThroughRing(Fd, _kind.Close);
     }
 
     /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>

@@ -110,17 +110,11 @@ public sealed class UdpSocket : IAsyncDisposable, IAddressSink
     void IAddressSink.ReceivedFrom(EndPoint from) => _receivedFrom = from;
 
     /// <summary>Cancels pending operations and closes the socket through the ring. Twice does nothing.</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
-        if (_fd.IsClosed) return;
+        if (_fd.IsClosed) return default;
         SocketOwner.CheckShard(_owner, nameof(UdpSocket), "DisposeAsync");
-        int descriptor = _fd.Fd;
-        _fd.SetHandleAsInvalid();
-        _owner.Backend.CancelDescriptor(descriptor);
-        var op = _owner.Operations.RentReadWrite().Start("UdpSocket close", null, null, default);
-        op.PrepareClose(descriptor);
-        _owner.Submit(op);
-        await new ValueTask(op, op.Version);
+        return _owner.CloseThroughRing(_fd, "UdpSocket close");
     }
 
     private int Check(string what) => SocketOwner.Check(_owner, _fd, nameof(UdpSocket), what);

@@ -414,6 +414,20 @@ internal sealed class ShardExecutor : IDisposable
         }
     }
 
+    /// <summary>Closes <paramref name="fd"/> through the ring: takes it from its SafeHandle (so the finalizer will
+    /// not close it, and later calls see it closed), cancels what is still pending on it (each ends through its own
+    /// CQE), then submits the close. <paramref name="what"/> and <paramref name="path"/> name it in errors.</summary>
+    public ValueTask CloseThroughRing(FileDescriptor fd, string what, string? path = null)
+    {
+        int descriptor = fd.Fd;
+        fd.SetHandleAsInvalid();
+        Backend.CancelDescriptor(descriptor);
+        var op = Operations.RentReadWrite().Start(what, path, null, default);
+        op.PrepareClose(descriptor);
+        Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
     // ---- metrics: a snapshot published for the meter's observable instruments ----
 
     private long _nextPublishNs;
