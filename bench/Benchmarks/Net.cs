@@ -34,12 +34,14 @@ internal static class Net
             [
                 new(new Side("TcpStream, multishot receive only", Runner.Shard, n => ScipioStream(n, SocketConnectionPolicy.MultishotOnly)),
                     "the same reads through the provided-buffer ring (8 KiB pieces, each copied out): what the large-read rule replaces"),
+                new(new Side("TcpStream, writes as SEND_ZC", Runner.Shard, n => ScipioStream(n, SocketConnectionPolicy.ZeroCopy)),
+                    "the same, the 1 MiB writes sent zero-copy (IORING_OP_SEND_ZC): whether it pays for large writes here"),
                 new(new Side("Socket on the ThreadPool", Runner.ThreadPool, SocketStream), WhySockets),
             ],
             Target.None);
     }
 
-    private enum SocketConnectionPolicy { Default, MultishotOnly }
+    private enum SocketConnectionPolicy { Default, MultishotOnly, ZeroCopy }
 
     private static async ValueTask ScipioPingPong(long n)
     {
@@ -72,8 +74,9 @@ internal static class Net
 
     private static async ValueTask ScipioStream(long n, SocketConnectionPolicy policy)
     {
-        int saved = Scipio.Net.SocketConnection.LargeReadThreshold;
+        int saved = Scipio.Net.SocketConnection.LargeReadThreshold, savedZeroCopy = Scipio.Net.SocketConnection.ZeroCopyWriteThreshold;
         Scipio.Net.SocketConnection.LargeReadThreshold = policy == SocketConnectionPolicy.MultishotOnly ? int.MaxValue : saved;
+        Scipio.Net.SocketConnection.ZeroCopyWriteThreshold = policy == SocketConnectionPolicy.ZeroCopy ? 64 << 10 : savedZeroCopy;
         try
         {
             await using var listener = Scipio.Net.TcpListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -98,6 +101,7 @@ internal static class Net
         finally
         {
             Scipio.Net.SocketConnection.LargeReadThreshold = saved;
+            Scipio.Net.SocketConnection.ZeroCopyWriteThreshold = savedZeroCopy;
         }
     }
 

@@ -75,6 +75,7 @@ internal enum Opcode : byte
     Recv = 27,
     Shutdown = 34,
     Socket = 45,
+    SendZc = 47,
 }
 
 internal static class IoUringConst
@@ -98,6 +99,8 @@ internal static class IoUringConst
     /// <summary>IORING_CQE_F_BUFFER: the upper 16 bits of the flags name the buffer used.</summary>
     public const uint CqeFBuffer = 1u << 0;
     public const int CqeBufferShift = 16;
+    /// <summary>IORING_CQE_F_NOTIF: a zero-copy send's second CQE — the kernel no longer reads the buffer.</summary>
+    public const uint CqeFNotif = 1u << 3;
     public const uint RegisterPbufRing = 22, UnregisterPbufRing = 23;
 }
 

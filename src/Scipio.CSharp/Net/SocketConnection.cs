@@ -25,6 +25,11 @@ internal sealed class SocketConnection : IMultishotListener
     /// in provided-buffer pieces, each copied again (bench <c>tcp-stream</c>). int.MaxValue: always multishot.</summary>
     internal static int LargeReadThreshold = 64 << 10;
 
+    /// <summary>A write of at least this many bytes is a zero-copy send (IORING_OP_SEND_ZC). Off (int.MaxValue): on
+    /// loopback, and in this VM's measurements, the zero-copy path was slower (bench <c>tcp-stream</c>); a NIC with
+    /// zero-copy transmit is where it would pay.</summary>
+    internal static int ZeroCopyWriteThreshold = int.MaxValue;
+
     private static readonly Action<object?> s_plainReceived = static s => ((SocketConnection)s!).OnPlainReceived();
 
     private readonly SocketKind _kind;
@@ -216,7 +221,8 @@ internal sealed class SocketConnection : IMultishotListener
         var op = Owner.Operations.RentReadWrite().Start(_kind.Write, null, Fd, ct);
         op.SetSocketErrors();
         op.SetLingering(true); // a send waits for room in the socket's buffer, as long as the peer does not read
-        op.PrepareSend(Fd.Fd, data);
+        if (data.Length >= ZeroCopyWriteThreshold) op.PrepareSendZeroCopy(Fd.Fd, data);
+        else op.PrepareSend(Fd.Fd, data);
         Owner.Submit(op);
         return new ValueTask(op, op.Version);
     }

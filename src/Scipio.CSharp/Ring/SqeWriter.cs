@@ -266,6 +266,14 @@ internal static class SqeWriter
         sqe.OpFlags = (uint)flags; // msg_flags; off stays 0: it is addr2, a sendto destination
     }
 
+    /// <summary>A zero-copy send (IORING_OP_SEND_ZC, 6.0): the kernel sends from the buffer itself and posts two
+    /// CQEs, the result (with F_MORE) and, once it no longer reads the buffer, a notification (F_NOTIF).</summary>
+    public static void SendZeroCopy(ref IoUringSqe sqe, int fd, ulong buffer, uint length, int flags)
+    {
+        Send(ref sqe, fd, buffer, length, flags);
+        sqe.Opcode = Opcode.SendZc;
+    }
+
     /// <summary>recv(fd, buffer, length, flags) into the caller's buffer.</summary>
     public static void Recv(ref IoUringSqe sqe, int fd, ulong buffer, uint length, int flags)
     {

@@ -12,6 +12,7 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
 {
     private MemoryHandle _pin;
     private int _written; // bytes a write has completed so far
+    private int _zeroCopyResult; // a zero-copy send's result, until its notification
 
     /// <summary>Starts a use; then one Prepare* and submit.</summary>
     public ReadWriteOperation Start(string what, string? path, SafeHandle? file, CancellationToken ct)
@@ -58,6 +59,14 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
         SqeWriter.Send(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, SocketCalls.MsgNoSignal);
     }
 
+    /// <summary>A zero-copy send of all of <paramref name="buffer"/>: pinned until the kernel's notification that
+    /// it no longer reads it, which is this operation's final CQE.</summary>
+    public unsafe void PrepareSendZeroCopy(int fd, ReadOnlyMemory<byte> buffer)
+    {
+        _pin = buffer.Pin();
+        SqeWriter.SendZeroCopy(ref Sqe, fd, (ulong)_pin.Pointer, (uint)buffer.Length, SocketCalls.MsgNoSignal);
+    }
+
     /// <summary>recv into <paramref name="buffer"/>, pinned until the final CQE.</summary>
     public unsafe void PrepareRecv(int fd, Memory<byte> buffer)
     {
@@ -81,6 +90,7 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
 
     public override CqeAction OnCqe(in IoUringCqe cqe)
     {
+        if (Sqe.Opcode == Opcode.SendZc) return OnZeroCopyCqe(cqe);
         int res = cqe.Res;
         bool writes = Sqe.Opcode is Opcode.Write or Opcode.WriteFixed or Opcode.Send;
         if (writes && res > 0 && res < Sqe.Len)
@@ -91,6 +101,27 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
             return CqeAction.Resubmit;
         }
         Complete(writes && res >= 0 ? res + _written : res);
+        return CqeAction.Complete;
+    }
+
+    /// <summary>A zero-copy send: the first CQE carries the result and F_MORE when a notification follows; the
+    /// notification ends the use (or, after a short send, sends the rest).</summary>
+    private CqeAction OnZeroCopyCqe(in IoUringCqe cqe)
+    {
+        bool notification = (cqe.Flags & IoUringConst.CqeFNotif) != 0;
+        if (!notification)
+        {
+            _zeroCopyResult = cqe.Res;
+            if ((cqe.Flags & IoUringConst.CqeFMore) != 0) return CqeAction.More;
+        }
+        int res = _zeroCopyResult;
+        if (res > 0 && res < Sqe.Len)
+        {
+            _written += res;
+            SqeWriter.AdvanceBuffer(ref Sqe, (uint)res);
+            return CqeAction.Resubmit;
+        }
+        Complete(res >= 0 ? res + _written : res);
         return CqeAction.Complete;
     }
 
@@ -107,5 +138,6 @@ internal sealed class ReadWriteOperation(ShardExecutor owner, OperationTable tab
     {
         base.Reset();
         _written = 0;
+        _zeroCopyResult = 0;
     }
 }
