@@ -15,8 +15,10 @@ namespace Scipio.Net;
 /// A read copies from the buffer the kernel filled into the caller's memory and gives the buffer back once it is
 /// consumed. When the buffer ring runs dry the receive ends with ENOBUFS and the data waits in the socket: the next
 /// read is a plain receive into the caller's memory, then the multishot receive is armed again. Data arrives in
-/// order either way, since only one of the two is ever in flight.</para>
-/// <para>Sending: one send of the caller's memory (pinned until its CQE), continued after a short send.</para>
+/// order either way, since only one of the two is ever in flight. A large read with nothing in flight is a plain
+/// receive too (<see cref="LargeReadThreshold"/>).</para>
+/// <para>Sending: one send of the caller's memory (pinned until its CQE), continued after a short send; zero-copy
+/// above <see cref="ZeroCopyWriteThreshold"/> (off by default).</para>
 /// </remarks>
 internal sealed class SocketConnection : IMultishotListener
 {

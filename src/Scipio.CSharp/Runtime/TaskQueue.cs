@@ -10,6 +10,7 @@ namespace Scipio;
 public sealed class TaskQueue : SynchronizationContext
 {
     private Shares _shares;
+    private Shares? _ioShares; // null: follow the CPU shares
 
     internal TaskQueue(ShardExecutor executor, int index, string name, Shares shares, Latency latency)
     {
@@ -40,6 +41,22 @@ public sealed class TaskQueue : SynchronizationContext
             if (ShardExecutor.Current != Executor) Interop.ThrowHelper.ThrowNotOnShard("TaskQueue.Shares (set)");
             _shares = value;
             Executor.OnSharesChanged(this);
+        }
+    }
+
+    /// <summary>The queue's share of the disk, when the shard has an I/O scheduler (<c>ShardOptions.DiskModel</c>):
+    /// its O_DIRECT reads and writes are dispatched in proportion to it, as its work gets the CPU in proportion to
+    /// <see cref="Shares"/>. Default: the CPU shares (set it to decouple them; set null to follow them again).
+    /// Settable on the queue's shard.</summary>
+    /// <exception cref="InvalidOperationException">Set from another thread.</exception>
+    [System.Diagnostics.CodeAnalysis.AllowNull]
+    public Shares IoShares
+    {
+        get => _ioShares ?? _shares;
+        set
+        {
+            if (ShardExecutor.Current != Executor) Interop.ThrowHelper.ThrowNotOnShard("TaskQueue.IoShares (set)");
+            _ioShares = value;
         }
     }
 
