@@ -115,9 +115,13 @@ module TaskQueues =
         elif ran >= 0 && ran < queues.Length then vmax previous queues[ran].Vruntime
         else previous
 
-    /// Whether `a` should run before `b`: less virtual runtime first; on a tie a latency-sensitive queue, then the
-    /// one whose last run ended longer ago (round robin: a queue woken at the watermark goes before the queue that
-    /// was just descheduled there, so a wake-up waits for no one's extra slice).
+    /// Whether the queue went idle after its last run and has been woken since (rather than waiting all along).
+    let private wokeFromIdle (q: QueueState) = q.RunnableSinceNs > q.LastRanNs
+
+    /// Whether `a` should run before `b`: less virtual runtime first; on a tie a latency-sensitive queue, then a
+    /// queue woken from idle (it sits at the watermark only because idle time is not banked: it must not wait a
+    /// hog's slice behind a queue that has been runnable all along, as a periodic timer would on every other tick),
+    /// then the one whose last run ended longer ago (round robin).
     let private runsBefore (a: QueueState) (b: QueueState) =
         if a.Vruntime <> b.Vruntime then
             vless a.Vruntime b.Vruntime
@@ -126,6 +130,8 @@ module TaskQueues =
 
             if aMatters <> LatencyClass.matters b.Latency then
                 aMatters
+            elif wokeFromIdle a <> wokeFromIdle b then
+                wokeFromIdle a
             else
                 a.LastRanNs < b.LastRanNs
 

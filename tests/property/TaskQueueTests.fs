@@ -10,13 +10,13 @@ open Scipio.Property.Tests.Generators
 
 let private span (queues: QueueState array) = ReadOnlySpan queues
 
-/// The order pickNext promises, written as a sort key: least vruntime, then latency-sensitive, then longest waiting,
-/// then lowest index.
+/// The order pickNext promises, written as a sort key: least vruntime, then latency-sensitive, then woken from idle
+/// (runnable since after its last run ended), then least recently run, then lowest index.
 let private referencePick (queues: QueueState array) =
     queues
     |> Array.indexed
     |> Array.filter (fun (_, q) -> q.Runnable)
-    |> Array.sortBy (fun (i, q) -> q.Vruntime, not (LatencyClass.matters q.Latency), q.LastRanNs, i)
+    |> Array.sortBy (fun (i, q) -> q.Vruntime, not (LatencyClass.matters q.Latency), not (q.RunnableSinceNs > q.LastRanNs), q.LastRanNs, i)
     |> Array.tryHead
     |> Option.map fst
     |> Option.defaultValue -1
@@ -46,7 +46,7 @@ let private pickTests =
                       if q.Runnable then
                           Expect.isLessThanOrEqual queues[picked].Vruntime q.Vruntime "least vruntime")
 
-          testPropertyWithConfig quick "breaks ties by latency class, then least recently run, then lowest index"
+          testPropertyWithConfig quick "breaks ties by latency class, then woken from idle, then least recently run, then lowest index"
           <| Prop.forAll (Arb.fromGen queueStates) (fun queues ->
               Expect.equal (TaskQueues.pickNext (span queues)) (referencePick queues) "the reference order")
 
