@@ -44,7 +44,7 @@ public sealed class DiskModel
     {
     }
 
-    private DiskModel(double readIops, double writeIops, double readBandwidth, double writeBandwidth, TimeSpan readLatency,
+    internal DiskModel(double readIops, double writeIops, double readBandwidth, double writeBandwidth, TimeSpan readLatency,
         string? directory, string? device, DateTimeOffset? measuredAt)
     {
         ReadIops = Positive(readIops, nameof(readIops));
@@ -271,7 +271,8 @@ public sealed class DiskModel
 
     /// <summary>Writes the model to <paramref name="path"/> as JSON (replacing the file): a <c>version</c>, the five
     /// figures (<c>readIops</c>, <c>writeIops</c>, <c>readBandwidth</c>, <c>writeBandwidth</c> in bytes/s,
-    /// <c>readLatencyNs</c>) and, for a measured model, <c>directory</c>, <c>device</c> and <c>measuredAt</c>.</summary>
+    /// <c>readLatencyNs</c>) and, for a measured model, <c>directory</c>, <c>device</c> and <c>measuredAt</c> (UTC,
+    /// ISO 8601).</summary>
     /// <exception cref="ArgumentException"><paramref name="path"/> is null or empty.</exception>
     /// <exception cref="IOException">The file cannot be written.</exception>
     public void Save(string path)
@@ -289,7 +290,8 @@ public sealed class DiskModel
             json.WriteNumber("readLatencyNs", ReadLatency.Ticks * 100);
             if (Directory is not null) json.WriteString("directory", Directory);
             if (Device is not null) json.WriteString("device", Device);
-            if (MeasuredAt is { } at) json.WriteString("measuredAt", at.ToString("O", CultureInfo.InvariantCulture));
+            if (MeasuredAt is { } at)
+                json.WriteString("measuredAt", at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture));
             json.WriteEndObject();
         }
         File.WriteAllBytes(path, output.WrittenSpan.ToArray());
@@ -328,7 +330,7 @@ public sealed class DiskModel
             DateTimeOffset? measuredAt = null;
             if (Text(root, "measuredAt", path) is { } at)
             {
-                if (!DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var parsed))
+                if (!DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal, out var parsed))
                     throw new InvalidDataException($"'{path}': 'measuredAt' is not a date and time: '{at}'.");
                 measuredAt = parsed;
             }
