@@ -24,7 +24,7 @@ public sealed class DiskModel
     private const int LatencySamples = 1 << 16;
 
     /// <summary>How long each measuring phase runs (the QD1 latency phase half of it, filling the scratch file at most
-    /// twice it): 2 s, so a calibration takes about 13 s. Tests lower it.</summary>
+    /// twice it): 2 s, so a calibration takes 10 to 13 s. Tests lower it.</summary>
     internal static TimeSpan PhaseDuration { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>The largest the scratch file gets: 256 MiB, fewer where filling it takes longer than twice
@@ -93,8 +93,9 @@ public sealed class DiskModel
     /// once so reads hit real blocks), then with O_DIRECT from a shard runs 4 KiB random reads one at a time for 1 s
     /// (<see cref="ReadLatency"/>, the median), 4 KiB random reads and writes 64 in flight for 2 s each
     /// (<see cref="ReadIops"/>, <see cref="WriteIops"/>), and 1 MiB sequential reads and writes 8 in flight for 2 s
-    /// each (<see cref="ReadBandwidth"/>, <see cref="WriteBandwidth"/>); then removes the file. About 13 s in all,
-    /// 15 s at most on a slow disk (filling the file stops after 4 s).</summary>
+    /// each (<see cref="ReadBandwidth"/>, <see cref="WriteBandwidth"/>); then removes the file. 9 s of measuring plus
+    /// filling the file, which stops after 4 s on a slow disk: about 10 s where the disk is fast, 13 s at most (and
+    /// the few requests in flight at each phase's end).</summary>
     /// <remarks>On a shard it runs there, sharing the shard with whatever else runs on it (run it on a quiet one);
     /// off a shard it starts a temporary shard and awaits it. The scratch file is removed however the calibration
     /// ends: finished, failed or canceled. Other I/O on the same device meanwhile skews the figures.</remarks>
