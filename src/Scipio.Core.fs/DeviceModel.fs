@@ -13,7 +13,8 @@ type DeviceModel =
         ReadBandwidth: int64
         /// Large sequential write bandwidth, bytes per second.
         WriteBandwidth: int64
-        /// Unloaded latency of one 4 KiB read at QD1, nanoseconds (e.g. 45–55 µs on the test VM).
+        /// Unloaded latency of one 4 KiB read at QD1, nanoseconds (e.g. 45–55 µs on the test VM). At least
+        /// 1 / ReadIops on any real device (QD1 cannot beat the peak); the scheduler uses the larger of the two.
         ReadLatencyNs: int64
     }
 

@@ -61,8 +61,8 @@ type IoSchedulerState =
         CapacityPermille: int
         /// Token bucket depth, device-nanoseconds.
         BurstCost: int64
-        /// The in-flight cost allowed while the latency goal holds: (LatencyMultiple − 1) × ReadLatencyNs, scaled by
-        /// CapacityPermille. See IoScheduler.
+        /// The in-flight cost allowed while the latency goal holds: (LatencyMultiple − 1) × ReadLatencyNs (at least
+        /// one 4 KiB read's cost), scaled by CapacityPermille. See IoScheduler.
         LatencyCapCost: int64
         /// The most requests in flight at once.
         MaxInFlight: int
@@ -144,7 +144,12 @@ module IoScheduler =
         let permille = Math.Clamp(config.CapacityPermille, 1, 1000)
         let burst = max 1L (min config.BurstCost (Int64.MaxValue / 4000L))
         let multiple = int64 (max 1 config.LatencyMultiple)
-        let latency = max 0L config.Model.ReadLatencyNs
+        // A model whose QD1 latency beats its peak IOPS is inconsistent; a lone 4 KiB read takes at least its cost.
+        let latency =
+            if DeviceModel.isValid config.Model then
+                max config.Model.ReadLatencyNs (IoCost.ofRequest config.Model false 4096L)
+            else
+                max 0L config.Model.ReadLatencyNs
 
         {
             CapacityPermille = permille

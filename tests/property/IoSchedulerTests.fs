@@ -16,14 +16,15 @@ let private ioSimulations = { FsCheckConfig.defaultConfig with maxTest = 25 }
 
 /// A device like the test VM's or an order of magnitude either way: 20k–150k read IOPS (a request costs at least
 /// about 6.7 µs, which keeps a simulated second under 150k dispatches), writes slower, 100 MB/s–4 GB/s,
-/// unloaded latency 10–200 µs.
+/// unloaded latency 10–200 µs and no less than one read's cost.
 let private deviceModel =
     gen {
         let! readIops = Gen.choose64 (20_000L, 150_000L)
         let! writeIops = Gen.choose64 (10_000L, readIops)
         let! readBw = Gen.choose64 (200L <<< 20, 4L <<< 30)
         let! writeBw = Gen.choose64 (100L <<< 20, readBw)
-        let! latency = Gen.choose64 (10L * Micro, 200L * Micro)
+        // A device cannot serve one request at a time faster than its peak IOPS: unloaded latency ≥ 1 / ReadIops.
+        let! latency = Gen.choose64 (max (10L * Micro) (1_000_000_000L / readIops + 1L), 200L * Micro)
 
         return
             { ReadIops = readIops
@@ -49,6 +50,8 @@ type private Load =
     | ClosedLoop of depth: int
     /// Closed loop at `depth` for `onNs`, then nothing new for `offNs`, and again; starts at `phaseNs` into a cycle.
     | OnOff of depth: int * onNs: int64 * offNs: int64 * phaseNs: int64
+    /// Nothing until `startNs`, then Backlogged.
+    | LateBacklogged of startNs: int64
 
 type private IoQueueSpec =
     { Shares: int
@@ -81,6 +84,7 @@ type private DispatchEvent =
 type private CompletionEvent =
     { Queue: int
       Cost: int64
+      EnqueuedNs: int64
       DispatchedNs: int64
       CompletedNs: int64 }
 
@@ -103,7 +107,8 @@ let private simulate (scenario: IoScenario) =
     let mutable rng = Rng.Create scenario.Seed
     let mutable state = IoScheduler.create scenario.Config 0L
     let queues = scenario.Queues |> Array.map (fun s -> IoScheduler.createQueue s.Shares s.Latency)
-    let fifos = Array.init n (fun _ -> Queue<int64>())
+    let fifos = Array.init n (fun _ -> Queue<struct (int64 * int64)>())
+    let started = Array.zeroCreate<bool> n
     let outstanding = Array.zeroCreate<int> n
     let device = Queue<CompletionEvent>()
     let mutable busyUntil = 0L
@@ -125,7 +130,7 @@ let private simulate (scenario: IoScenario) =
 
     let enqueue q now =
         let cost = draw scenario.Queues[q]
-        fifos[q].Enqueue cost
+        fifos[q].Enqueue(struct (cost, now))
         outstanding[q] <- outstanding[q] + 1
         IoScheduler.enqueue (Span queues) q cost state
 
@@ -141,6 +146,11 @@ let private simulate (scenario: IoScenario) =
         | OnOff(depth, _, _, _) when isOn scenario.Queues[q] now ->
             while outstanding[q] < depth do
                 enqueue q now
+        | LateBacklogged start when now >= start && not started[q] ->
+            started[q] <- true
+
+            for _ in 1..4 do
+                enqueue q now
         | _ -> ()
 
     /// The next instant an on/off queue turns on after `now`.
@@ -150,6 +160,7 @@ let private simulate (scenario: IoScenario) =
             let cycle = on + off
             let into = (now + phase) % cycle
             if into < on then Time.Never else now + (cycle - into)
+        | LateBacklogged start when now < start -> start
         | _ -> Time.Never
 
     for q in 0 .. n - 1 do
@@ -182,8 +193,8 @@ let private simulate (scenario: IoScenario) =
 
             match IoScheduler.next (ReadOnlySpan queues) now state with
             | IoDecision.Dispatch q ->
-                let cost = fifos[q].Dequeue()
-                let nextHead = if fifos[q].Count > 0 then fifos[q].Peek() else 0L
+                let struct (cost, enqueued) = fifos[q].Dequeue()
+                let nextHead = if fifos[q].Count > 0 then (let struct (c, _) = fifos[q].Peek() in c) else 0L
                 state <- IoScheduler.dispatch (Span queues) q nextHead now state
                 let served = max now busyUntil + cost
                 busyUntil <- served
@@ -191,6 +202,7 @@ let private simulate (scenario: IoScenario) =
                 device.Enqueue
                     { Queue = q
                       Cost = cost
+                      EnqueuedNs = enqueued
                       DispatchedNs = now
                       CompletedNs = max served (now + model.ReadLatencyNs) }
 
@@ -205,8 +217,11 @@ let private simulate (scenario: IoScenario) =
                 longestWait[q] <- max longestWait[q] (now - waitingSince[q])
                 waitingSince[q] <- if fifos[q].Count > 0 then now else -1L
 
-                if scenario.Queues[q].Load = Backlogged then
+                match scenario.Queues[q].Load with
+                | Backlogged
+                | LateBacklogged _ ->
                     enqueue q now
+                | _ -> ()
             | IoDecision.WaitTokens at ->
                 wakeAt <- at
                 go <- false
@@ -575,4 +590,77 @@ let private simulationTests =
                       if LatencyClass.matters scenario.Queues[c.Queue].Latency then
                           Expect.isLessThanOrEqual (c.CompletedNs - c.DispatchedNs) (max goal (max c.Cost model.ReadLatencyNs)) "latency within the goal") ]
 
-let tests = testList "IoScheduler" [ costTests; decisionTests; simulationTests ]
+let private latencyTests =
+    testList
+        "simulated, latency and idleness"
+        [ testPropertyWithConfig ioSimulations "a queue that was idle does not bank capacity: from its first request it gets its share"
+          <| Prop.forAll
+              (scenario
+                  (fun _ ->
+                      gen {
+                          let! hog = queueSpec (Gen.constant Backlogged) (Gen.constant LatencyClass.NotImportant)
+                          let! start = Gen.choose64 (50L * Milli, 150L * Milli)
+                          let! late = queueSpec (Gen.constant (LateBacklogged start)) latency
+                          return [| hog; late |]
+                      })
+                  anyPermille
+                  1
+                  (300L * Milli))
+              (fun scenario ->
+                  let trace = simulate scenario
+                  let start = match scenario.Queues[1].Load with | LateBacklogged s -> s | _ -> 0L
+                  let mutable total = 0.0
+                  let mutable late = 0.0
+
+                  for d in trace.Dispatches do
+                      if d.AtNs >= start then
+                          total <- total + float d.Cost
+                          if d.Queue = 1 then late <- late + float d.Cost
+
+                  let share = float scenario.Queues[1].Shares / float (scenario.Queues[0].Shares + scenario.Queues[1].Shares)
+                  // The hog's requests already in the bucket's burst at `start` are the only other slack.
+                  let slack = 0.01 * total + 2.0 * float (maxCostOf scenario.Config.Model)
+                  Expect.isLessThanOrEqual late (share * total + slack) "no more than its share after waking")
+
+          testPropertyWithConfig ioSimulations "a latency-sensitive QD1 reader beside backlogged hogs completes each read within the goal plus one turn of each hog"
+          <| Prop.forAll
+              (scenario
+                  (fun model ->
+                      gen {
+                          let! n = Gen.choose (1, 3)
+                          let! hogs = Gen.arrayOfLength n (queueSpec (Gen.constant Backlogged) (Gen.constant LatencyClass.NotImportant))
+                          let! budget = Gen.choose64 (10L * Micro, 10L * Milli)
+                          let! reader = queueSpec (Gen.constant (ClosedLoop 1)) (Gen.constant (LatencyClass.Matters budget))
+                          let most = hogs |> Array.map _.Shares |> Array.max
+                          let! readerShares = Gen.choose (most, ShareMath.Max)
+                          return Array.append hogs [| { reader with MaxSize = 0; WritePermille = 0; Shares = readerShares } |]
+                      })
+                  (Gen.constant 1000)
+                  1
+                  (200L * Milli))
+              (fun scenario ->
+                  // A goal of one unloaded latency allows one request at a time; 2 and up are the useful goals.
+                  let scenario = { scenario with Config = { scenario.Config with LatencyMultiple = max 2 scenario.Config.LatencyMultiple } }
+                  let trace = simulate scenario
+                  let model = scenario.Config.Model
+                  let reader = scenario.Queues.Length - 1
+                  let goal = int64 scenario.Config.LatencyMultiple * model.ReadLatencyNs
+                  let maxCost = maxCostOf model
+                  let mutable worst = 0L
+
+                  for c in trace.Completions do
+                      if c.Queue = reader then
+                          worst <- max worst (c.CompletedNs - c.EnqueuedNs)
+
+                  // Once enqueued, the reader waits for what is in flight to make room (the cap's drain, or one hog
+                  // request that went alone); then for each hog that stands below it in virtual time to dispatch its
+                  // way past — at most one request plus the reader's cost, since the reader has at least each hog's
+                  // shares; each takes at most max(goal, maxCost). Then it completes within the goal. Without the
+                  // cap the hogs would fill the device up to MaxInFlight and the burst.
+                  let read = IoCost.ofRequest model false 4096L
+                  let hogs = int64 (scenario.Queues.Length - 1)
+                  let bound = goal + (hogs + 1L) * (max goal maxCost + read)
+                  Expect.isLessThanOrEqual worst bound "enqueue to completion within the goal plus the hogs' turns")
+          ]
+
+let tests = testList "IoScheduler" [ costTests; decisionTests; simulationTests; latencyTests ]
