@@ -16,7 +16,8 @@ let tests =
           LoopTests.tests
           RoutingTests.tests
           SimulationTests.tests
-          SpscRingTests.tests ]
+          SpscRingTests.tests
+          IoSchedulerTests.tests ]
 
 [<EntryPoint>]
 let main argv = runTestsWithCLIArgs [] argv tests
