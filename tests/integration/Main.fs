@@ -34,6 +34,7 @@ let tests =
         NetTests.tests
         StallTests.tests
         MetricsTests.tests
+        DiskSchedulerTests.tests
         DiskModelTests.tests
     ]
 

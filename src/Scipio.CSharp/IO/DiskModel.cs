@@ -364,6 +364,12 @@ public sealed class DiskModel
         return value.GetString();
     }
 
+    /// <summary>The model as the core's I/O scheduler takes it (whole numbers, latency in ns).</summary>
+    internal Core.DeviceModel ToCore() => new(
+        (long)Math.Ceiling(ReadIops), (long)Math.Ceiling(WriteIops),
+        (long)Math.Ceiling(ReadBandwidth), (long)Math.Ceiling(WriteBandwidth),
+        Math.Max(1, ReadLatency.Ticks * 100));
+
     /// <inheritdoc/>
     public override string ToString() => FormattableString.Invariant(
         $"DiskModel: read {ReadIops:F0} IOPS, write {WriteIops:F0} IOPS (4 KiB random); read {ReadBandwidth / (1 << 20):F1} MiB/s, write {WriteBandwidth / (1 << 20):F1} MiB/s (sequential); 4 KiB read latency {ReadLatency.TotalMicroseconds:F1} µs{(Device is null ? "" : $"; {Device}, '{Directory}'")}");

@@ -116,7 +116,7 @@ public sealed class DmaFile : IAsyncDisposable
         int index = FixedIndex(buffer);
         if (index >= 0) op.PrepareReadFixed(_file.Fd.Fd, buffer.Address, buffer.Length, offset, index);
         else op.PrepareRead(_file.Fd.Fd, buffer.Address, buffer.Length, offset);
-        _file.Owner.Submit(op);
+        _file.Owner.SubmitDirect(op, write: false, buffer.Length);
         return new ValueTask<int>(op, op.Version);
     }
 
@@ -131,7 +131,7 @@ public sealed class DmaFile : IAsyncDisposable
         int index = FixedIndex(buffer);
         if (index >= 0) op.PrepareWriteFixed(_file.Fd.Fd, buffer.Address, buffer.Length, offset, index);
         else op.PrepareWrite(_file.Fd.Fd, buffer.Memory, offset);
-        _file.Owner.Submit(op);
+        _file.Owner.SubmitDirect(op, write: true, buffer.Length);
         return new ValueTask(op, op.Version);
     }
 

@@ -130,6 +130,7 @@ internal sealed class IoUringBackend : IShardBackend
     /// <summary>Ends an operation the kernel never saw as if it had answered ECANCELED.</summary>
     private static void FinishUnsubmitted(IoOperation op)
     {
+        if (op.Scheduled.IsSet) op.Owner.Disk!.Completed(op);
         op.OnCqe(new IoUringCqe { UserData = op.UserData, Res = -Errno.ECANCELED });
         op.State = OperationState.Done;
         op.OnRetired();
@@ -256,6 +257,7 @@ internal sealed class IoUringBackend : IShardBackend
                 break;
             case CqeAction.Complete:
                 if (op.SubmittedNs != 0) Diagnostics.ScipioMetrics.RecordIo(op, lane.Kind);
+                if (op.Scheduled.IsSet) op.Owner.Disk!.Completed(op);
                 lane.Retire(op);
                 op.State = OperationState.Done;
                 op.OnRetired();

@@ -58,6 +58,7 @@ internal sealed class ShardExecutor : IDisposable
         _preempt = Backend.PreemptSignal;
         YieldSource = new YieldIfNeededSource(this);
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
+        if (options.DiskModel is { } model) Disk = new DiskScheduler(this, model.ToCore());
         CurrentQueue = DefaultQueue;
         t_current = this;
         IdTag = id;
@@ -143,7 +144,14 @@ internal sealed class ShardExecutor : IDisposable
     public TaskQueueStats QueueStats(TaskQueue queue)
     {
         var s = _states[queue.Index];
-        return new TaskQueueStats(queue.Name, s.Shares, Clock.FromNs(s.RuntimeNs), s.TasksRun, s.TimesSelected, Clock.FromNs(s.MaxQueueDelayNs));
+        var io = Disk?.QueueStats(queue.Index) ?? default;
+        return new TaskQueueStats(queue.Name, s.Shares, Clock.FromNs(s.RuntimeNs), s.TasksRun, s.TimesSelected, Clock.FromNs(s.MaxQueueDelayNs))
+        {
+            IoDispatched = io.Dispatched,
+            IoBytes = io.Bytes,
+            IoSchedulerWait = Clock.FromNs(io.WaitNs),
+            IoDeviceTime = Clock.FromNs(io.DeviceNs),
+        };
     }
 
     public ShardStats Stats()
@@ -193,6 +201,20 @@ internal sealed class ShardExecutor : IDisposable
     }
 
     /// <summary>Submits an operation to the backend; a run that starts I/O may now need the preemption timer.</summary>
+    /// <summary>The I/O scheduler, when <see cref="ShardOptions.DiskModel"/> is set; else null.</summary>
+    public DiskScheduler? Disk { get; }
+
+    /// <summary>Submits an O_DIRECT read or write of <paramref name="bytes"/>: through the I/O scheduler when the
+    /// shard has one, straight to the rings otherwise.</summary>
+    public void SubmitDirect(IoOperation op, bool write, int bytes)
+    {
+        if (Disk is { } disk) disk.Submit(op, write, bytes);
+        else Submit(op);
+    }
+
+    /// <summary>The task queue with index <paramref name="index"/>, or null.</summary>
+    public TaskQueue? QueueAt(int index) => index < _queues.Count ? _queues[index] : null;
+
     public void Submit(IoOperation op)
     {
         Backend.Submit(op);
@@ -386,6 +408,7 @@ internal sealed class ShardExecutor : IDisposable
             DrainInbox();
             FireDueTimers(_now);
             if (_now >= _nextPublishNs || _publishRequested != 0) PublishStats();
+            if (Disk is { } disk && _now >= disk.NextDispatchNs) disk.Pump(_now);
 
             int next = Loop.pick(States);
             if (next >= 0)
@@ -401,7 +424,7 @@ internal sealed class ShardExecutor : IDisposable
 
             FlushToPeers();
             bool mustSpin = Backend.MustPoll || (Pool is { } pool && pool.Transport.HasOverflow(Id));
-            var (loop, decision) = Loop.idle(_now, _spinNs, _timers.NextDeadline, mustSpin, _loop);
+            var (loop, decision) = Loop.idle(_now, _spinNs, Math.Min(_timers.NextDeadline, Disk?.NextDispatchNs ?? Time.Never), mustSpin, _loop);
             _loop = loop;
             if (decision.IsPark)
             {

@@ -72,6 +72,12 @@ public sealed class ShardOptions
             : throw new ArgumentOutOfRangeException(nameof(value), value, "StallThreshold must be null (off) or between 100 µs and 1 hour.");
     }
 
+    /// <summary>The disk the shard's O_DIRECT I/O goes to, measured (<see cref="IO.DiskModel.MeasureAsync"/>) or given
+    /// by hand: with one, the shard's I/O scheduler shares the disk between task queues by their
+    /// <see cref="TaskQueue.IoShares"/> and keeps latency-sensitive queues' reads fast while others saturate it.
+    /// Null (the default): no scheduler, I/O goes straight to the rings.</summary>
+    public IO.DiskModel? DiskModel { get; set; }
+
     /// <summary>Receives each stall report, on the shard thread (keep it short; an exception it throws is written to
     /// standard error and otherwise ignored). Default: a line on standard error.</summary>
     public Action<Diagnostics.StallReport>? OnStall { get; set; }

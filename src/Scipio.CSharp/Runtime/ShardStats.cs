@@ -93,4 +93,18 @@ public sealed record TaskQueueStats(
     TimeSpan Runtime,
     long TasksRun,
     long QueueSelected,
-    TimeSpan MaxQueueDelay);
+    TimeSpan MaxQueueDelay)
+{
+    /// <summary>O_DIRECT reads and writes the I/O scheduler dispatched for the queue (0 without a
+    /// <see cref="ShardOptions.DiskModel"/>).</summary>
+    public long IoDispatched { get; init; }
+
+    /// <summary>Their bytes.</summary>
+    public long IoBytes { get; init; }
+
+    /// <summary>Time they waited in the scheduler before going to the kernel, in total.</summary>
+    public TimeSpan IoSchedulerWait { get; init; }
+
+    /// <summary>Time they spent in the kernel and the device, in total.</summary>
+    public TimeSpan IoDeviceTime { get; init; }
+}

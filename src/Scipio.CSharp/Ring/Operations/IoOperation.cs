@@ -76,6 +76,9 @@ internal abstract class IoOperation : ShardOperation
 
     public ulong DeviceKey { get; private set; }
 
+    /// <summary>Set while the disk scheduler handles it (queued, then on the device): it is told when the use ends.</summary>
+    public ScheduledIo Scheduled;
+
     /// <summary>When it was submitted (Clock ns), for the scipio.io.duration histogram; 0 when nobody listens.</summary>
     public long SubmittedNs;
 
@@ -147,6 +150,7 @@ internal abstract class IoOperation : ShardOperation
         _cancelSent = false;
         _socketErrors = false;
         SubmittedNs = 0;
+        Scheduled = default;
         _what = "";
         _path = null;
     }
