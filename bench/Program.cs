@@ -26,7 +26,8 @@ for (int i = 0; i < args.Length; i++)
             Console.WriteLine("  --rounds N      measured rounds per side (default 9; --quick: 3)");
             Console.WriteLine("  filter          run the benchmarks whose name contains it, or is it; 'latency' runs only the");
             Console.WriteLine("                  wake-to-run and cross-shard wake-up distributions, 'periodic-timer' only the");
-            Console.WriteLine("                  periodic timers' wake accuracy under two hogs; names:");
+            Console.WriteLine("                  periodic timers' wake accuracy under two hogs, 'disk-scheduler' only the I/O scheduler's");
+            Console.WriteLine("                  latency and throughput on this disk; names:");
             foreach (var b in Scheduling.All().Concat(Channels.All()).Concat(Sync.All()).Concat(Nop.All()).Concat(new Files().All()).Concat(new DirectReads().All()).Concat(Scipio.Bench.Benchmarks.Pool.All()).Concat(DmaStreams.All()).Concat(Scipio.Bench.Benchmarks.Net.All()).Concat(Metrics.All())) Console.WriteLine($"    {b.Name}");
             return 0;
         default:
@@ -47,11 +48,13 @@ try
     // The distributions (not ns/op): alone when named, after the suite in a full run.
     bool latencyOnly = filters.Count == 1 && filters[0] == "latency";
     bool timersOnly = filters.Count == 1 && filters[0] == PeriodicTimers.Name;
+    bool diskOnly = filters.Count == 1 && filters[0] == DiskScheduling.Name;
     bool full = filters.Count == 0 && !quick;
-    if (!latencyOnly && !timersOnly)
+    if (!latencyOnly && !timersOnly && !diskOnly)
         Shard.Run(() => Suite.RunAsync(settings, quick, filters), new ShardOptions { Name = "bench", Placement = Placement.Fixed(0) });
     if (latencyOnly || full) LatencyReport.Report(Console.Out);
     if (timersOnly || full) PeriodicTimers.Report(Console.Out);
+    if (diskOnly || full) DiskScheduling.Report(Console.Out);
 }
 catch (IoUringUnavailableException e)
 {

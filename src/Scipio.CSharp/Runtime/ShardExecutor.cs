@@ -201,6 +201,8 @@ internal sealed class ShardExecutor : IDisposable
     }
 
     /// <summary>Submits an operation to the backend; a run that starts I/O may now need the preemption timer.</summary>
+    private static readonly long DiskSpinNs = Clock.ToNs(TimeSpan.FromMicroseconds(200));
+
     /// <summary>The I/O scheduler, when <see cref="ShardOptions.DiskModel"/> is set; else null.</summary>
     public DiskScheduler? Disk { get; }
 
@@ -423,7 +425,10 @@ internal sealed class ShardExecutor : IDisposable
             }
 
             FlushToPeers();
-            bool mustSpin = Backend.MustPoll || (Pool is { } pool && pool.Transport.HasOverflow(Id));
+            // Tokens due within a park's timer slack (tens of µs) are waited for by spinning: a park would oversleep
+            // them, and the device would idle.
+            bool mustSpin = Backend.MustPoll || (Pool is { } pool && pool.Transport.HasOverflow(Id))
+                || (Disk is { } scheduler && scheduler.NextDispatchNs - _now < DiskSpinNs);
             var (loop, decision) = Loop.idle(_now, _spinNs, Math.Min(_timers.NextDeadline, Disk?.NextDispatchNs ?? Time.Never), mustSpin, _loop);
             _loop = loop;
             if (decision.IsPark)
