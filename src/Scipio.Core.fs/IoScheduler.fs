@@ -150,6 +150,10 @@ module IoScheduler =
                 max config.Model.ReadLatencyNs (IoCost.ofRequest config.Model false 4096L)
             else
                 max 0L config.Model.ReadLatencyNs
+            // An hour: no device is that slow, and the cap below must not overflow.
+            |> min 3_600_000_000_000L
+
+        let multiple = min multiple 1000L
 
         {
             CapacityPermille = permille

@@ -491,6 +491,78 @@ let private decisionTests =
                       Expect.notEqual (at (ready - 1L)) (IoDecision.Dispatch 0) "not a nanosecond sooner"
                   | d -> Expect.equal d (IoDecision.Dispatch 0) "dispatches when tokens suffice") ]
 
+/// One step of a random command sequence against the scheduler.
+type private Command =
+    | Arrive of queue: int * cost: int64
+    | Advance of ns: int64
+    | CompleteOldest
+
+let private command queues =
+    Gen.frequency
+        [ 3, Gen.zip (Gen.choose (0, queues - 1)) (Gen.choose64 (1L, 2L * Milli)) |> Gen.map Arrive
+          2, Gen.choose64 (0L, 200L * Micro) |> Gen.map Advance
+          2, Gen.constant CompleteOldest ]
+
+let private modelTests =
+    testList
+        "command sequences"
+        [ testPropertyWithConfig models "the scheduler's totals always equal the queues' and the bucket stays in bounds"
+          <| Prop.forAll
+              (Arb.fromGen (
+                  gen {
+                      let! model = deviceModel
+                      let! config = config model anyPermille 1
+                      let! n = Gen.choose (1, 5)
+                      let! specs = Gen.arrayOfLength n (Gen.zip shares latency)
+                      let! commands = Gen.listOf (command n)
+                      return config, specs, commands
+                  }
+              ))
+              (fun (config, specs, commands) ->
+                  let queues = specs |> Array.map (fun (s, l) -> IoScheduler.createQueue s l)
+                  let fifos = Array.init queues.Length (fun _ -> Queue<int64>())
+                  let device = Queue<struct (int * int64)>()
+                  let mutable state = IoScheduler.create config 0L
+                  let mutable now = 0L
+
+                  let check () =
+                      Expect.equal state.InFlight (queues |> Array.sumBy _.InFlight) "in flight"
+                      Expect.equal state.InFlightCost (queues |> Array.sumBy _.InFlightCost) "in-flight cost"
+                      Expect.equal state.InFlight device.Count "as the device says"
+                      Expect.isLessThanOrEqual state.TokensMilli (state.BurstCost * 1000L) "bucket within its burst"
+                      Expect.isLessThanOrEqual state.InFlight state.MaxInFlight "depth within the limit"
+
+                      for i in 0 .. queues.Length - 1 do
+                          Expect.equal queues[i].Pending fifos[i].Count "pending as the FIFO"
+
+                          let head = if fifos[i].Count > 0 then fifos[i].Peek() else 0L
+                          Expect.equal queues[i].HeadCost head "head cost as the FIFO's"
+
+                  for c in commands do
+                      match c with
+                      | Arrive(q, cost) ->
+                          fifos[q].Enqueue cost
+                          IoScheduler.enqueue (Span queues) q cost state
+                      | Advance ns -> now <- now + ns
+                      | CompleteOldest ->
+                          if device.Count > 0 then
+                              let struct (q, cost) = device.Dequeue()
+                              state <- IoScheduler.complete (Span queues) q cost state
+
+                      // The shell's loop: dispatch until told to wait.
+                      let mutable go = true
+
+                      while go do
+                          match IoScheduler.next (ReadOnlySpan queues) now state with
+                          | IoDecision.Dispatch q ->
+                              let cost = fifos[q].Dequeue()
+                              let nextHead = if fifos[q].Count > 0 then fifos[q].Peek() else 0L
+                              state <- IoScheduler.dispatch (Span queues) q nextHead now state
+                              device.Enqueue(struct (q, cost))
+                          | _ -> go <- false
+
+                      check ()) ]
+
 /// 2 to 4 always-backlogged queues, any shares and classes.
 let private backloggedScenario =
     scenario
@@ -722,4 +794,4 @@ let private latencyTests =
                   Expect.isLessThanOrEqual worst bound "enqueue to completion within the goal plus the hogs' turns") ]
 
 let tests =
-    testList "IoScheduler" [ costTests; decisionTests; simulationTests; latencyTests ]
+    testList "IoScheduler" [ costTests; decisionTests; modelTests; simulationTests; latencyTests ]
