@@ -150,6 +150,10 @@ module IoScheduler =
                 max config.Model.ReadLatencyNs (IoCost.ofRequest config.Model false 4096L)
             else
                 max 0L config.Model.ReadLatencyNs
+            // An hour: no device is that slow, and the cap below must not overflow.
+            |> min 3_600_000_000_000L
+
+        let multiple = min multiple 1000L
 
         {
             CapacityPermille = permille
@@ -294,7 +298,13 @@ module IoScheduler =
     /// The shell submitted the head request of queue `index` at `nowNs`, as `next` said; `nextHeadCost` is the cost
     /// of the request now at the head of its FIFO (ignored when none is left). Takes the cost from the bucket,
     /// charges the queue's virtual time and counts the request in flight.
-    let dispatch (queues: Span<IoQueueState>) (index: int) (nextHeadCost: int64) (nowNs: int64) (state: IoSchedulerState) =
+    let dispatch
+        (queues: Span<IoQueueState>)
+        (index: int)
+        (nextHeadCost: int64)
+        (nowNs: int64)
+        (state: IoSchedulerState)
+        =
         let q = queues[index]
         let cost = q.HeadCost
         let pending = max 0 (q.Pending - 1)
