@@ -78,6 +78,12 @@ type IoSchedulerState =
         /// The least virtual time among queues with I/O waiting, or the last dispatcher's when none waits: where a
         /// queue that gets I/O after none starts. Never moves backwards.
         Watermark: int64
+        /// How long the latency goal holds after a latency-sensitive queue's last dispatch: a reader doing one read
+        /// at a time has none waiting or in flight between its reads, and without this the others would fill the
+        /// device's queue in that gap, right before its next read.
+        LatencyHoldNs: int64
+        /// Until when the latency goal holds for that reason.
+        LatencyHeldUntilNs: int64
     }
 
 /// What the shell does next about dispatching I/O.
@@ -165,6 +171,9 @@ module IoScheduler =
             InFlight = 0
             InFlightCost = 0L
             Watermark = 0L
+            // Ten unloaded latencies, at least 1 ms: longer than a reader's think time between reads.
+            LatencyHoldNs = max Time.NanosPerMilli (10L * latency)
+            LatencyHeldUntilNs = 0L
         }
 
     /// A new queue with no I/O.
@@ -248,10 +257,12 @@ module IoScheduler =
         else
             let cost = queues[q].HeadCost
 
+            // The cap also holds for a while after a latency-sensitive dispatch (LatencyHoldNs): see the state.
+            let limit =
+                if nowNs < state.LatencyHeldUntilNs then state.LatencyCapCost else inFlightCostLimit queues state
+
             let roomOnDevice =
-                state.InFlight = 0
-                || (state.InFlight < state.MaxInFlight
-                    && state.InFlightCost + cost <= inFlightCostLimit queues state)
+                state.InFlight = 0 || (state.InFlight < state.MaxInFlight && state.InFlightCost + cost <= limit)
 
             if not roomOnDevice then
                 IoDecision.WaitCompletion
@@ -329,6 +340,9 @@ module IoScheduler =
             InFlight = state.InFlight + 1
             InFlightCost = state.InFlightCost + cost
             Watermark = watermarkAfter (Span<IoQueueState>.op_Implicit queues) state.Watermark index
+            LatencyHeldUntilNs =
+                if LatencyClass.matters q.Latency then Time.addSaturating nowNs state.LatencyHoldNs
+                else state.LatencyHeldUntilNs
         }
 
     /// A request of `cost` from queue `index` completed (its CQE was reaped). Frees its room on the device.

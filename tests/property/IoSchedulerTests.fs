@@ -793,5 +793,43 @@ let private latencyTests =
                   let bound = goal + (hogs + 1L) * (max goal maxCost + read)
                   Expect.isLessThanOrEqual worst bound "enqueue to completion within the goal plus the hogs' turns") ]
 
+/// A QD1 latency-sensitive reader has nothing waiting or in flight between its reads: the goal must hold through
+/// that gap, or the others fill the device's queue right before its next read.
+let private holdTests =
+    testList
+        "latency hold"
+        [ testPropertyWithConfig quick "after a latency-sensitive dispatch the others stay within the cap for LatencyHoldNs, then not"
+          <| Prop.forAll (Arb.fromGen deviceModel) (fun model ->
+              let mutable state = IoScheduler.create (IoScheduler.defaultConfig model) 0L
+              let queues =
+                  [| IoScheduler.createQueue 100 (LatencyClass.Matters 1_000_000L)
+                     IoScheduler.createQueue 100 LatencyClass.NotImportant |]
+              let read = IoCost.ofRequest model false 4096L
+              // The reader dispatches one read; it completes: nothing of its own waits or flies any more.
+              IoScheduler.enqueue (Span queues) 0 read state
+              state <- IoScheduler.dispatch (Span queues) 0 0L 0L state
+              state <- IoScheduler.complete (Span queues) 0 read state
+              // The other queue has far more waiting than the cap allows in flight.
+              for _ in 1..10_000 do
+                  IoScheduler.enqueue (Span queues) 1 read state
+              let dispatchAll (now: int64) =
+                  let mutable go = true
+                  while go do
+                      match IoScheduler.next (ReadOnlySpan queues) now state with
+                      | IoDecision.Dispatch q -> state <- IoScheduler.dispatch (Span queues) q read now state
+                      | _ -> go <- false
+              let refill = { state with TokensMilli = state.BurstCost * 1000L }
+              state <- refill
+              dispatchAll 1L
+              let held = state.InFlightCost
+              Expect.isLessThanOrEqual held (max read state.LatencyCapCost) "within the cap while the goal holds"
+              // Past the hold, with tokens: the others may fill the device.
+              let after = state.LatencyHoldNs + 2L
+              state <- { state with TokensMilli = state.BurstCost * 1000L; RefilledNs = after }
+              dispatchAll after
+              Expect.isTrue
+                  (state.InFlight >= state.MaxInFlight || state.InFlightCost > state.LatencyCapCost || state.TokensMilli < read * 1000L)
+                  "after the hold only depth or tokens limit them") ]
+
 let tests =
-    testList "IoScheduler" [ costTests; decisionTests; modelTests; simulationTests; latencyTests ]
+    testList "IoScheduler" [ costTests; decisionTests; modelTests; simulationTests; latencyTests; holdTests ]

@@ -27,6 +27,17 @@ internal sealed class DiskScheduler
     /// comes back by then, parked or not.</summary>
     public long NextDispatchNs { get; private set; } = Time.Never;
 
+    /// <summary>Operations were dispatched since the loop last asked: it submits them now, before running queues
+    /// (a latency-sensitive read dispatched on a completion must not wait out another queue's slice).</summary>
+    public bool TakeDispatched()
+    {
+        bool any = _dispatched;
+        _dispatched = false;
+        return any;
+    }
+
+    private bool _dispatched;
+
     /// <summary>Per task queue: I/O dispatched, its bytes, time waited here, time in the device.</summary>
     public (long Dispatched, long Bytes, long WaitNs, long DeviceNs) QueueStats(int queue) =>
         queue < _fifos.Length ? (_fifos[queue].Dispatched, _fifos[queue].Bytes, _fifos[queue].WaitNs, _fifos[queue].DeviceNs) : default;
@@ -63,6 +74,7 @@ internal sealed class DiskScheduler
                 fifo.WaitNs += nowNs - op.Scheduled.AtNs;
                 op.Scheduled = op.Scheduled with { AtNs = nowNs };
                 _owner.Backend.Submit(op); // a token canceled meanwhile ends it at once, through Completed
+                _dispatched = true;
                 continue;
             }
             NextDispatchNs = decision.IsWaitTokens ? decision.atNs : Time.Never;

@@ -410,7 +410,11 @@ internal sealed class ShardExecutor : IDisposable
             DrainInbox();
             FireDueTimers(_now);
             if (_now >= _nextPublishNs || _publishRequested != 0) PublishStats();
-            if (Disk is { } disk && _now >= disk.NextDispatchNs) disk.Pump(_now);
+            if (Disk is { } disk)
+            {
+                if (_now >= disk.NextDispatchNs) disk.Pump(_now);
+                if (disk.TakeDispatched()) Backend.Flush();
+            }
 
             int next = Loop.pick(States);
             if (next >= 0)
