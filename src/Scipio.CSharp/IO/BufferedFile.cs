@@ -158,29 +158,13 @@ public sealed class BufferedFile : IAsyncDisposable
     public ValueTask DisposeAsync() => _file.CloseAsync();
 
     /// <summary>pwrite on the shard's thread, continued after a short write (<see cref="InlineWriteLimit"/>).</summary>
-    private unsafe ValueTask WriteInline(ReadOnlySpan<byte> data, long offset, CancellationToken cancellationToken)
+    private ValueTask WriteInline(ReadOnlySpan<byte> data, long offset, CancellationToken cancellationToken)
     {
         _file.CheckUsable("write");
         if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled(cancellationToken);
         _file.Owner.InlineWrites++;
-        fixed (byte* start = data)
-        {
-            int done = 0;
-            while (done < data.Length)
-            {
-                nint n = Libc.Pwrite(_file.Fd.Fd, start + done, (nuint)(data.Length - done), offset + done);
-                if (n > 0)
-                {
-                    done += (int)n;
-                    continue;
-                }
-                if (n == 0) return ValueTask.FromException(new IOException($"pwrite wrote nothing at offset {offset + done} of '{Path}' ({data.Length - done} bytes left)."));
-                int errno = Libc.LastErrno;
-                if (errno == Errno.EINTR) continue;
-                return ValueTask.FromException(Errno.ToException(errno, "write", Path));
-            }
-        }
-        return ValueTask.CompletedTask;
+        int errno = Libc.PwriteAll(_file.Fd.Fd, data, offset);
+        return errno == 0 ? ValueTask.CompletedTask : ValueTask.FromException(Errno.ToException(errno, "write", Path));
     }
 
     /// <summary>Checks the call and rents an operation; null when the token is already canceled.</summary>

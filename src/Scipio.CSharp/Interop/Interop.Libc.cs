@@ -59,6 +59,24 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "sched_getcpu", SetLastError = true)]
     public static partial int SchedGetCpu();
 
+    /// <summary>pwrite of all of <paramref name="data"/> at <paramref name="offset"/>, continued after a short write
+    /// and EINTR; returns 0, or the errno (EIO for a pwrite that wrote nothing).</summary>
+    public static int PwriteAll(int fd, ReadOnlySpan<byte> data, long offset)
+    {
+        fixed (byte* start = data)
+        {
+            int done = 0;
+            while (done < data.Length)
+            {
+                nint n = Pwrite(fd, start + done, (nuint)(data.Length - done), offset + done);
+                if (n > 0) done += (int)n;
+                else if (n == 0) return Errno.EIO; // a regular file never does this; do not loop on it
+                else if (LastErrno is var errno && errno != Errno.EINTR) return errno;
+            }
+        }
+        return 0;
+    }
+
     /// <summary>Adds <paramref name="value"/> to an eventfd's counter (wakes whoever reads it).</summary>
     public static void WriteEventFd(int fd, ulong value) => Write(fd, &value, sizeof(ulong));
 
