@@ -38,6 +38,11 @@ internal static class DiskScheduling
             Row(output, "128 in flight alone, scheduler on", Run(path, model, reader: false, background: true));
             Row(output, "128 in flight alone, no scheduler", Run(path, null, reader: false, background: true));
             output.WriteLine();
+            var (low, high) = ShareRace(path, model);
+            var (low0, high0) = ShareRace(path, null);
+            output.WriteLine($"I/O shares 100:400, 64 reads in flight each: 1 : {(double)high / low:F2} with the scheduler, " +
+                $"1 : {(double)high0 / low0:F2} without (target: 1 : 4 within 10%).");
+            output.WriteLine();
             output.WriteLine($"Each case {s_phase.TotalSeconds} s on one shard; the latency-sensitive queue is Latency.Matters(1 ms), " +
                 "the background queue NotImportant, equal shares; 4 KiB O_DIRECT reads at random offsets of a 256 MiB file.");
         }
@@ -51,6 +56,42 @@ internal static class DiskScheduling
     {
         string p(double q) => r.Latencies.Length == 0 ? "—" : LatencyReport.Percentile(r.Latencies, q).ToString("F0");
         output.WriteLine($"| {name} | {(r.Latencies.Length == 0 ? "—" : r.Latencies.Length.ToString())} | {p(0.5)} | {p(0.99)} | {(r.BackgroundIops > 0 ? r.BackgroundIops.ToString("N0") : "—")} |");
+    }
+
+    /// <summary>Two queues at I/O shares 100 and 400, 64 readers each: how many reads each completed.</summary>
+    private static (long Low, long High) ShareRace(string path, DiskModel? model)
+    {
+        var options = new ShardOptions { Placement = Placement.Fixed(0), DiskModel = model };
+        return Shard.Run(async () =>
+        {
+            await using var file = await DmaFile.OpenAsync(path);
+            long blocks = FileSize / 4096;
+            long deadline = Stopwatch.GetTimestamp() + (long)(s_phase.TotalSeconds * Stopwatch.Frequency);
+            async Task<long> Readers(TaskQueue queue, int seed)
+            {
+                var readers = new Task<long>[64];
+                for (int i = 0; i < readers.Length; i++)
+                {
+                    int s = seed + i;
+                    readers[i] = Shard.SpawnInto(queue, async () =>
+                    {
+                        using var buffer = file.AllocateBuffer(4096);
+                        var random = new Random(s);
+                        long reads = 0;
+                        for (; Stopwatch.GetTimestamp() < deadline; reads++) await file.ReadAtAsync(buffer, random.NextInt64(blocks) * 4096);
+                        return reads;
+                    });
+                }
+                return (await Task.WhenAll(readers)).Sum();
+            }
+            var low = Shard.CreateTaskQueue("low", Shares.Static(100), Latency.NotImportant);
+            var high = Shard.CreateTaskQueue("high", Shares.Static(100), Latency.NotImportant);
+            low.IoShares = Shares.Static(100);
+            high.IoShares = Shares.Static(400);
+            var lowReads = Readers(low, 0);
+            var highReads = Readers(high, 1000);
+            return (await lowReads, await highReads);
+        }, options);
     }
 
     private static (double[] Latencies, double BackgroundIops) Run(string path, DiskModel? model, bool reader, bool background)
