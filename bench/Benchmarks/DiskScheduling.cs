@@ -141,10 +141,6 @@ internal static class DiskScheduling
                 }));
             }
             await Task.WhenAll(tasks);
-            if (Environment.GetEnvironmentVariable("SCIPIO_DISK_DEBUG") == "1")
-                foreach (var q in Shard.Stats.TaskQueues)
-                    if (q.IoDispatched > 0)
-                        Console.Error.WriteLine($"{q.Name}: {q.IoDispatched} dispatched, waited {q.IoSchedulerWait.TotalMicroseconds / q.IoDispatched:F0} µs, device {q.IoDeviceTime.TotalMicroseconds / q.IoDispatched:F0} µs on average");
             return (latencies.ToArray(), background ? backgroundReads / s_phase.TotalSeconds : 0);
         }, options);
     }
