@@ -44,6 +44,12 @@ module Routing =
         elif LatencyClass.matters latency then RingKind.Latency
         else RingKind.Main
 
+    /// The ring for an operation that may pick its buffer from the main ring's provided buffers (a socket receive):
+    /// the main ring when it does, whatever its queue — the buffers are registered there only, and its CQEs serve
+    /// whichever queue reads next, so the latency ring has no claim on them; `route` otherwise.
+    let routeSelecting (selectsBuffer: bool) (directIo: bool) (device: PollSupport) (latency: LatencyClass) =
+        if selectsBuffer then RingKind.Main else route directIo device latency
+
     /// A completion `res` arrived on the poll ring for a device with `device` support. EOPNOTSUPP: the device
     /// cannot poll — the operation must go again, elsewhere, and so must the device's I/O from now on.
     /// Returns the device's new support and whether to resubmit the operation.

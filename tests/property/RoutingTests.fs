@@ -36,6 +36,13 @@ let tests =
               if ring <> RingKind.Poll then
                   Expect.equal (ring = RingKind.Latency) (LatencyClass.matters latency) "latency ring for latency-sensitive queues")
 
+          testPropertyWithConfig quick "an operation that picks a provided buffer goes to the main ring; any other as route says"
+          <| Prop.forAll
+              (Arb.fromGen (Gen.zip (Gen.elements [ true; false ]) (Gen.zip3 (Gen.elements [ true; false ]) support latencyClass)))
+              (fun (selects, (direct, device, latency)) ->
+                  let ring = Routing.routeSelecting selects direct device latency
+                  Expect.equal ring (if selects then RingKind.Main else Routing.route direct device latency) "the ring")
+
           testPropertyWithConfig quick "EOPNOTSUPP sends the operation again and the device off the poll ring for good"
           <| Prop.forAll
               (Arb.fromGen (Gen.zip support (Gen.listOf (Gen.frequency [ 4, Gen.choose (0, 4096); 1, Gen.constant -Routing.EOPNOTSUPP; 1, Gen.constant -5 ]))))

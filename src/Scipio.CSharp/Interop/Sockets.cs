@@ -133,6 +133,29 @@ internal static unsafe partial class SocketCalls
         return Decode(new ReadOnlySpan<byte>(address, Math.Min(length, MaxAddressLength)));
     }
 
+    /// <summary>A new socket of <paramref name="type"/> for <paramref name="at"/>'s family, with the reuse options
+    /// asked for, bound to <paramref name="at"/>; closed again if any step fails. None of these calls waits.</summary>
+    public static FileDescriptor OpenBound(EndPoint at, int type, bool reuseAddress, bool reusePort, string kind)
+    {
+        int descriptor = Socket(FamilyOf(at), type | SockCloexec, 0);
+        if (descriptor < 0) throw SocketErrors.ToException(Libc.LastErrno, $"{kind} socket");
+        var fd = new FileDescriptor(descriptor);
+        try
+        {
+            if (reuseAddress && !SetOption(descriptor, SolSocket, SoReuseAddr, 1))
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEADDR");
+            if (reusePort && !SetOption(descriptor, SolSocket, SoReusePort, 1))
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEPORT");
+            BindTo(descriptor, at);
+            return fd;
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>bind, with an error that says what to do when the address is taken.</summary>
     public static void BindTo(int fd, EndPoint endPoint)
     {

@@ -29,19 +29,12 @@ internal sealed class SocketAcceptor
     public static SocketAcceptor Listen(EndPoint at, int backlog, bool reuseAddress, bool reusePort, SocketKind kind)
     {
         var owner = ShardExecutor.Require($"{kind}.Bind");
-        int descriptor = SocketCalls.Socket(SocketCalls.FamilyOf(at), SocketCalls.SockStream | SocketCalls.SockCloexec, 0);
-        if (descriptor < 0) throw SocketErrors.ToException(Libc.LastErrno, $"{kind} socket");
-        var fd = new FileDescriptor(descriptor);
+        var fd = SocketCalls.OpenBound(at, SocketCalls.SockStream, reuseAddress, reusePort, kind.Name);
         try
         {
-            if (reuseAddress && !SocketCalls.SetOption(descriptor, SocketCalls.SolSocket, SocketCalls.SoReuseAddr, 1))
-                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEADDR");
-            if (reusePort && !SocketCalls.SetOption(descriptor, SocketCalls.SolSocket, SocketCalls.SoReusePort, 1))
-                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEPORT");
-            SocketCalls.BindTo(descriptor, at);
-            if (SocketCalls.Listen(descriptor, backlog) != 0)
+            if (SocketCalls.Listen(fd.Fd, backlog) != 0)
                 throw SocketErrors.ToException(Libc.LastErrno, $"{kind} listen on {SocketCalls.Describe(at)}");
-            return new SocketAcceptor(owner, fd, SocketCalls.Name(descriptor, peer: false), kind);
+            return new SocketAcceptor(owner, fd, SocketCalls.Name(fd.Fd, peer: false), kind);
         }
         catch
         {

@@ -30,13 +30,10 @@ public sealed class UdpSocket : IAsyncDisposable, IAddressSink
     {
         ArgumentNullException.ThrowIfNull(localEndPoint);
         var owner = ShardExecutor.Require("UdpSocket.Bind");
-        int descriptor = SocketCalls.Socket(SocketCalls.FamilyOf(localEndPoint), SocketCalls.SockDgram | SocketCalls.SockCloexec, 0);
-        if (descriptor < 0) throw SocketErrors.ToException(Libc.LastErrno, "UdpSocket socket");
-        var fd = new FileDescriptor(descriptor);
+        var fd = SocketCalls.OpenBound(localEndPoint, SocketCalls.SockDgram, reuseAddress: false, reusePort: false, nameof(UdpSocket));
         try
         {
-            SocketCalls.BindTo(descriptor, localEndPoint);
-            return new UdpSocket(owner, fd, (IPEndPoint)SocketCalls.Name(descriptor, peer: false));
+            return new UdpSocket(owner, fd, (IPEndPoint)SocketCalls.Name(fd.Fd, peer: false));
         }
         catch
         {

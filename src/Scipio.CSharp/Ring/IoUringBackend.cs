@@ -114,15 +114,8 @@ internal sealed class IoUringBackend : IShardBackend
             return;
         }
         if (Diagnostics.ScipioMetrics.IoDuration.Enabled) op.SubmittedNs = Clock.NowNs;
-        if (op.SelectsBuffer)
-        {
-            // It picks from the main ring's provided buffers, registered there only; its CQEs serve whichever
-            // queue reads next, so the latency ring has no claim on them.
-            Main.Submit(op);
-            return;
-        }
         var device = op.DirectIo ? DeviceSupport(op.DeviceKey) : PollSupport.Unknown;
-        LaneOf(Routing.route(op.DirectIo, device, op.Queue.Latency.ToCore())).Submit(op);
+        LaneOf(Routing.routeSelecting(op.SelectsBuffer, op.DirectIo, device, op.Queue.Latency.ToCore())).Submit(op);
     }
 
     private RingLane LaneOf(RingKind kind) => kind.IsPoll ? Poll : kind.IsLatency ? Latency : Main;

@@ -10,8 +10,7 @@ namespace Scipio.Ring;
 internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
 {
     private RingBook _book = RingBooks.create((int)ring.SqEntries, (int)ring.CqEntries);
-    private IoOperation? _backlogHead, _backlogTail;
-    private int _backlogCount;
+    private OperationList _backlog;
     private long _backlogged;
 
     public RingKind Kind { get; } = kind;
@@ -22,10 +21,10 @@ internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
     public int Busy => _book.InFlight + _book.Prepared;
 
     /// <summary>User operations submitted here and not completed: in the backlog, prepared or in flight.</summary>
-    public int UserOperations => RingBooks.userOps(_book) + _backlogCount;
+    public int UserOperations => RingBooks.userOps(_book) + _backlog.Count;
 
     /// <summary>Prompt user operations not completed: those whose completion is coming without outside help.</summary>
-    public int PromptOperations => _book.Prompt + _backlogCount;
+    public int PromptOperations => _book.Prompt + _backlog.Count;
 
     public RingStats Stats() => new(_book.Submitted, _book.Completed, Busy, _backlogged, Ring.Flags.ToString());
 
@@ -48,14 +47,9 @@ internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
     public void Submit(IoOperation op)
     {
         op.Lane = this;
-        if ((_backlogCount == 0 || op.Class.IsInternal) && TryPrepare(op)) return;
+        if ((_backlog.Count == 0 || op.Class.IsInternal) && TryPrepare(op)) return;
         op.State = OperationState.Backlogged;
-        op.BacklogPrevious = _backlogTail;
-        op.BacklogNext = null;
-        if (_backlogTail is null) _backlogHead = op;
-        else _backlogTail.BacklogNext = op;
-        _backlogTail = op;
-        _backlogCount++;
+        _backlog.Append(op);
         _backlogged++;
     }
 
@@ -83,21 +77,13 @@ internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
     }
 
     /// <summary>Takes a backlogged operation out of the backlog.</summary>
-    public void RemoveFromBacklog(IoOperation op)
-    {
-        if (op.BacklogPrevious is null) _backlogHead = op.BacklogNext;
-        else op.BacklogPrevious.BacklogNext = op.BacklogNext;
-        if (op.BacklogNext is null) _backlogTail = op.BacklogPrevious;
-        else op.BacklogNext.BacklogPrevious = op.BacklogPrevious;
-        op.BacklogPrevious = op.BacklogNext = null;
-        _backlogCount--;
-    }
+    public void RemoveFromBacklog(IoOperation op) => _backlog.Remove(op);
 
     /// <summary>Backlogged operations for which <paramref name="match"/> holds (a file being closed).</summary>
     public List<IoOperation> BackloggedWhere(Func<IoOperation, bool> match)
     {
         var found = new List<IoOperation>();
-        for (var op = _backlogHead; op is not null; op = op.BacklogNext)
+        for (var op = _backlog.Head; op is not null; op = op.BacklogNext)
             if (match(op)) found.Add(op);
         return found;
     }
@@ -118,7 +104,7 @@ internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
     /// <summary>Moves backlogged operations into the room completions made, in order.</summary>
     public void DrainBacklog()
     {
-        while (_backlogHead is { } op && TryPrepare(op)) RemoveFromBacklog(op);
+        while (_backlog.Head is { } op && TryPrepare(op)) _backlog.Remove(op);
     }
 
     /// <summary>Hands prepared SQEs to the kernel (one syscall), if there are any.</summary>
@@ -146,8 +132,7 @@ internal sealed class RingLane(RingKind kind, Ring ring) : IDisposable
     public List<IoOperation> ClearBacklog()
     {
         var dropped = BackloggedWhere(static _ => true);
-        _backlogHead = _backlogTail = null;
-        _backlogCount = 0;
+        _backlog.Clear();
         return dropped;
     }
 

@@ -51,10 +51,11 @@ internal sealed class DiskScheduler
         int shares = queue.IoShares.Current;
         if (_queues[q].Shares != shares) IoScheduler.setShares(_queues, q, shares);
         long cost = IoCost.ofRequest(_model, write, bytes);
-        op.Scheduled = new ScheduledIo(cost, q, bytes, Clock.NowNs);
-        _fifos[q].Append(op);
+        long now = Clock.NowNs;
+        op.Scheduled = new ScheduledIo(cost, q, bytes, now);
+        _fifos[q].Waiting.Append(op);
         IoScheduler.enqueue(_queues, q, cost, _state);
-        Pump(Clock.NowNs);
+        Pump(now);
     }
 
     /// <summary>Hands the kernel what the core lets go now; records when to come back if it waits for tokens.</summary>
@@ -67,8 +68,8 @@ internal sealed class DiskScheduler
             {
                 int q = decision.queue;
                 ref var fifo = ref _fifos[q];
-                var op = fifo.Pop();
-                _state = IoScheduler.dispatch(_queues, q, fifo.Head?.Scheduled.Cost ?? 0, nowNs, _state);
+                var op = fifo.Waiting.TakeFirst();
+                _state = IoScheduler.dispatch(_queues, q, fifo.Waiting.Head?.Scheduled.Cost ?? 0, nowNs, _state);
                 fifo.Dispatched++;
                 fifo.Bytes += op.Scheduled.Bytes;
                 fifo.WaitNs += nowNs - op.Scheduled.AtNs;
@@ -112,31 +113,12 @@ internal sealed class DiskScheduler
         _fifos = fifos;
     }
 
-    /// <summary>One task queue's waiting operations, linked through their backlog links (an operation waits here or
-    /// in a ring's backlog, never both), and its counters.</summary>
+    /// <summary>One task queue's waiting operations (linked through their backlog links: an operation waits here or
+    /// in a ring's backlog, never both) and its counters.</summary>
     private struct Fifo
     {
-        public IoOperation? Head, Tail;
+        public OperationList Waiting;
         public long Dispatched, Bytes, WaitNs, DeviceNs;
-
-        public void Append(IoOperation op)
-        {
-            op.BacklogNext = null;
-            op.BacklogPrevious = Tail;
-            if (Tail is null) Head = op;
-            else Tail.BacklogNext = op;
-            Tail = op;
-        }
-
-        public IoOperation Pop()
-        {
-            var op = Head!;
-            Head = op.BacklogNext;
-            if (Head is null) Tail = null;
-            else Head.BacklogPrevious = null;
-            op.BacklogNext = null;
-            return op;
-        }
     }
 }
 
