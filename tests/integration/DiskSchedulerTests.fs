@@ -54,13 +54,21 @@ let private race (path: string) (model: DiskModel option) (seconds: float) =
             return Array.sum l, Array.sum h, low.Stats, high.Stats
         })
 
+/// A scratch file of 1 GiB of written data (not holes, which ext4 reads without touching the device).
+let private scratchFile (dir: string) =
+    let path = Path.Combine(dir, "scheduled.bin")
+    use stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 <<< 20)
+    let chunk = Array.init (1 <<< 20) byte
+    for _ in 1..1024 do
+        stream.Write chunk
+    path
+
 let private sharesRatio =
     test "I/O shares 100:400, 64 reads in flight each: completed reads 1:4 within 20% with a model; without, whatever the device gives" {
         withTempDir (fun dir ->
-            let path = Path.Combine(dir, "scheduled.bin")
-            File.WriteAllBytes(path, Array.init (16 <<< 20) byte)
+            let path = scratchFile dir
 
-            let low, high, lowStats, highStats = race path (Some slowModel) 2.0
+            let low, high, lowStats, highStats = race path (Some slowModel) 3.0
             let ratio = float high / float low
             Expect.isTrue (ratio >= 3.2 && ratio <= 4.8) $"with the model: %d{low} : %d{high} reads = 1 : %.2f{ratio}"
             Expect.isGreaterThan lowStats.IoDispatched 0L "the low queue's dispatched I/O is counted"
@@ -73,6 +81,77 @@ let private sharesRatio =
             printfn $"I/O shares 100:400 without a model: %d{low'} : %d{high'} reads = 1 : %.2f{float high' / float low'}"
             Expect.isGreaterThan (low' + high') 0L "without a model reads go straight to the rings"
             Expect.equal lowStats'.IoDispatched 0L "and nothing is dispatched by a scheduler")
+    }
+
+/// A Latency.Matters queue reading one 4 KiB block at a time beside a NotImportant queue with 128 reads in flight,
+/// for `seconds`: the reader's latencies (µs), and both queues' stats.
+let private besideSaturation (path: string) (model: DiskModel option) (seconds: float) =
+    let options = ShardOptions()
+    model |> Option.iter (fun m -> options.DiskModel <- m)
+
+    runShardWith options (fun () ->
+        task {
+            let! file = DmaFile.OpenAsync path
+            let! length = file.GetLengthAsync()
+            let blocks = int (length / 4096L)
+            let bulk = Shard.CreateTaskQueue("bulk", Shares.Static 100, Latency.NotImportant)
+            let interactive = Shard.CreateTaskQueue("interactive", Shares.Static 100, Latency.Matters(TimeSpan.FromMilliseconds 1.0))
+            let deadline = Stopwatch.GetTimestamp() + int64 (seconds * float Stopwatch.Frequency)
+
+            let hog (seed: int) =
+                Shard.SpawnInto(bulk, fun () ->
+                    task {
+                        use buffer = file.AllocateBuffer 4096
+                        let random = Random seed
+                        while Stopwatch.GetTimestamp() < deadline do
+                            let! _ = file.ReadAtAsync(buffer, int64 (random.Next blocks) * 4096L)
+                            ()
+                    })
+
+            let hogs = Array.init 128 hog
+
+            let reader =
+                Shard.SpawnInto(interactive, fun () ->
+                    task {
+                        use buffer = file.AllocateBuffer 4096
+                        let random = Random 7
+                        let latencies = ResizeArray<float>()
+                        while Stopwatch.GetTimestamp() < deadline do
+                            let start = Stopwatch.GetTimestamp()
+                            let! _ = file.ReadAtAsync(buffer, int64 (random.Next blocks) * 4096L)
+                            latencies.Add (Stopwatch.GetElapsedTime(start).TotalMicroseconds)
+                        return latencies.ToArray()
+                    })
+
+            let! latencies = reader
+            let! _ = Task.WhenAll hogs
+            do! file.DisposeAsync()
+            return latencies, interactive.Stats, bulk.Stats
+        })
+
+let private p99 (latencies: float[]) =
+    let sorted = Array.sort latencies
+    sorted[min (sorted.Length - 1) (int (0.99 * float sorted.Length))]
+
+let private latencyBesideSaturation =
+    test "a Matters QD1 reader beside 128 reads in flight: its p99 with the scheduler and without (printed); the others wait, it does not" {
+        withTempDir (fun dir ->
+            let path = scratchFile dir
+            // This machine's disk, measured briefly: the scheduler needs the device's real latency and capacity.
+            let model = DiskModel.MeasureAsync(dir).GetAwaiter().GetResult()
+            let scheduled, readerStats, bulkStats = besideSaturation path (Some model) 3.0
+            let unscheduled, _, bulkStats' = besideSaturation path None 3.0
+            printfn $"QD1 reader beside 128 in flight, {model}: p99 %.0f{p99 scheduled} µs with the scheduler (%d{scheduled.Length} reads), %.0f{p99 unscheduled} µs without (%d{unscheduled.Length} reads)"
+            Expect.isGreaterThan scheduled.Length 0 "the reader read"
+            Expect.isGreaterThan unscheduled.Length 0 "and without the scheduler too"
+            Expect.equal readerStats.IoDispatched (int64 scheduled.Length) "each of its reads went through the scheduler"
+            Expect.isGreaterThan bulkStats.IoSchedulerWait TimeSpan.Zero "the saturating queue was held back"
+            // The reader's reads go past the cap (its headroom): they wait only for tokens, far less in total than
+            // the saturating queue's requests. A count of reads, not a time, decides: the average wait per read.
+            let readerWait = readerStats.IoSchedulerWait.TotalMicroseconds / float readerStats.IoDispatched
+            let bulkWait = bulkStats.IoSchedulerWait.TotalMicroseconds / float bulkStats.IoDispatched
+            Expect.isLessThan readerWait bulkWait $"the reader waits less per read (%.1f{readerWait} µs) than the others (%.1f{bulkWait} µs)"
+            Expect.equal bulkStats'.IoDispatched 0L "without a model nothing passes a scheduler")
     }
 
 let private ioShares =
@@ -95,4 +174,4 @@ let private ioShares =
         expectExn<InvalidOperationException> "IoShares set off the shard" offShard |> ignore
     }
 
-let tests = testSequenced <| testList "disk scheduler" [ sharesRatio; ioShares ]
+let tests = testSequenced <| testList "disk scheduler" [ sharesRatio; latencyBesideSaturation; ioShares ]

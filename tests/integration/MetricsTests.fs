@@ -97,6 +97,10 @@ let private instruments =
             Expect.equal (one "scipio.queue.shares" [ "queue", "metered" ]) 200.0 "its shares"
             Expect.floatClose Accuracy.high (one "scipio.queue.runtime" [ "queue", "metered" ]) q.Runtime.TotalSeconds "its runtime"
             Expect.floatClose Accuracy.high (one "scipio.queue.delay" [ "queue", "metered" ]) q.MaxQueueDelay.TotalSeconds "its longest delay"
+            Expect.equal (one "scipio.queue.io.dispatched" [ "queue", "metered" ]) (float q.IoDispatched) "its scheduled I/O"
+            Expect.equal (one "scipio.queue.io.bytes" [ "queue", "metered" ]) (float q.IoBytes) "their bytes"
+            Expect.floatClose Accuracy.high (one "scipio.queue.io.scheduler_wait" [ "queue", "metered" ]) q.IoSchedulerWait.TotalSeconds "their wait"
+            Expect.floatClose Accuracy.high (one "scipio.queue.io.device_time" [ "queue", "metered" ]) q.IoDeviceTime.TotalSeconds "their device time"
             Expect.isGreaterThan (one "scipio.ring.submitted" [ "ring", "main" ]) 0.0 "the file I/O went through the main ring")
     }
 

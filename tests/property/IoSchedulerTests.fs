@@ -260,13 +260,15 @@ let private config model (permille: Gen<int>) (minInFlight: int) =
         let! burst = Gen.choose64 (maxCost, max maxCost (4L * Milli))
         let! multiple = Gen.choose (1, 4)
         let! maxInFlight = Gen.choose (minInFlight, 256)
+        let! contended = Gen.choose (minInFlight, maxInFlight)
 
         return
             { Model = model
               CapacityPermille = permille
               BurstCost = burst
               LatencyMultiple = multiple
-              MaxInFlight = maxInFlight }
+              MaxInFlight = maxInFlight
+              ContendedInFlight = contended }
     }
 
 let private queueSpec (load: Gen<Load>) (latency: Gen<LatencyClass>) =
@@ -451,9 +453,16 @@ let private decisionTests =
                       if state.InFlight > 0 then
                           Expect.isLessThan state.InFlight state.MaxInFlight "room in depth"
 
+                          if IoScheduler.contended (ReadOnlySpan queues) then
+                              Expect.isLessThan state.InFlight state.ContendedInFlight "room in the contended depth"
+
                           if IoScheduler.latencyGoalActive (ReadOnlySpan queues) then
                               let after = state.InFlightCost + queues[q].HeadCost
-                              Expect.isLessThanOrEqual after state.LatencyCapCost "within the latency cap"
+
+                              if LatencyClass.matters queues[q].Latency then
+                                  Expect.isLessThanOrEqual after (2L * state.LatencyCapCost) "within the cap and its headroom"
+                              else
+                                  Expect.isLessThanOrEqual after state.LatencyCapCost "within the latency cap"
                   | IoDecision.Idle ->
                       Expect.isTrue (queues |> Array.forall (fun q -> q.Pending = 0)) "idle only when none waits"
                   | IoDecision.WaitTokens at -> Expect.isGreaterThan at now "tokens come later"
@@ -592,8 +601,19 @@ let private simulationTests =
                   let what = $"queue {i} (shares {shares}): {got} vs {expected} of {total}"
                   Expect.isLessThanOrEqual (abs (got - expected)) slack what)
 
-          testPropertyWithConfig ioSimulations "dispatched cost never exceeds the bucket's rate over any window + burst"
-          <| Prop.forAll (scenario (fun _ -> anyQueues 5) anyPermille 1 (200L * Milli)) (fun scenario ->
+          testPropertyWithConfig ioSimulations "where the bucket applies (queues contend, or the shard has part of the device), dispatched cost never exceeds its rate over any window + burst"
+          <| Prop.forAll
+              (Arb.fromGen (
+                  Gen.oneof
+                      [ (scenario (fun _ -> anyQueues 5) (Gen.choose (1, 999)) 1 (200L * Milli)).Generator
+                        (scenario
+                            (fun _ -> Gen.choose (2, 5) |> Gen.bind (fun n -> Gen.arrayOfLength n (queueSpec (Gen.constant Backlogged) latency)))
+                            anyPermille
+                            1
+                            (200L * Milli))
+                            .Generator ]
+              ))
+              (fun scenario ->
               let trace = simulate scenario
               let rate = rateOf scenario
               let burst = float scenario.Config.BurstCost
@@ -625,7 +645,14 @@ let private simulationTests =
                   let maxCost = float (maxCostOf scenario.Config.Model)
                   let burst = float scenario.Config.BurstCost
                   Expect.isGreaterThanOrEqual got (capacity - maxCost) "at least the rate"
-                  Expect.isLessThanOrEqual got (capacity + burst + 1.0) "at most rate + burst")
+
+                  if scenario.Config.CapacityPermille < 1000 then
+                      Expect.isLessThanOrEqual got (capacity + burst + 1.0) "a part of the device: at most rate + burst"
+                  else
+                      // Alone on the whole device the bucket does not apply: the device (one device-ns per ns) and
+                      // what is in flight at the end bound it.
+                      let inFlight = float scenario.Config.MaxInFlight * maxCost
+                      Expect.isLessThanOrEqual got (float scenario.DurationNs + inFlight) "the whole device: at most its capacity")
 
           testPropertyWithConfig ioSimulations "work-conserving: queues that come and go leave their part to the others"
           <| Prop.forAll
@@ -694,11 +721,14 @@ let private simulationTests =
 
                   for d in trace.Dispatches do
                       if d.GoalActive && d.InFlightAfter > 1 then
-                          Expect.isLessThanOrEqual d.InFlightCostAfter cap "in-flight cost within the cap"
+                          if LatencyClass.matters scenario.Queues[d.Queue].Latency then
+                              Expect.isLessThanOrEqual d.InFlightCostAfter (2L * cap) "within the cap and its headroom"
+                          else
+                              Expect.isLessThanOrEqual d.InFlightCostAfter cap "in-flight cost within the cap"
 
-                  // Once on the device, latency-sensitive requests complete within the goal (or their own cost,
-                  // for one that went alone).
-                  let goal = int64 scenario.Config.LatencyMultiple * model.ReadLatencyNs
+                  // Once on the device, latency-sensitive requests complete within the goal plus the headroom (one
+                  // cap more; or their own cost, for one that went alone).
+                  let goal = int64 scenario.Config.LatencyMultiple * model.ReadLatencyNs + cap
 
                   for c in trace.Completions do
                       if LatencyClass.matters scenario.Queues[c.Queue].Latency then
@@ -829,7 +859,30 @@ let private holdTests =
               dispatchAll after
               Expect.isTrue
                   (state.InFlight >= state.MaxInFlight || state.InFlightCost > state.LatencyCapCost || state.TokensMilli < read * 1000L)
-                  "after the hold only depth or tokens limit them") ]
+                  "after the hold only depth or tokens limit them")
+
+          testPropertyWithConfig quick "a latency-sensitive read does not wait for the others' completions: the headroom"
+          <| Prop.forAll (Arb.fromGen deviceModel) (fun model ->
+              let mutable state = IoScheduler.create (IoScheduler.defaultConfig model) 0L
+              let queues =
+                  [| IoScheduler.createQueue 100 (LatencyClass.Matters 1_000_000L)
+                     IoScheduler.createQueue 100 LatencyClass.NotImportant |]
+              let read = IoCost.ofRequest model false 4096L
+              IoScheduler.enqueue (Span queues) 0 read state
+              state <- IoScheduler.dispatch (Span queues) 0 0L 0L state
+              state <- IoScheduler.complete (Span queues) 0 read state
+              for _ in 1..10_000 do
+                  IoScheduler.enqueue (Span queues) 1 read state
+              // The others fill the device up to the cap (tokens aside).
+              let mutable go = true
+              while go do
+                  state <- { state with TokensMilli = state.BurstCost * 1000L }
+                  match IoScheduler.next (ReadOnlySpan queues) 1L state with
+                  | IoDecision.Dispatch q -> state <- IoScheduler.dispatch (Span queues) q read 1L state
+                  | _ -> go <- false
+              Expect.equal (IoScheduler.next (ReadOnlySpan queues) 1L state) IoDecision.WaitCompletion "the others wait"
+              IoScheduler.enqueue (Span queues) 0 read state
+              Expect.equal (IoScheduler.next (ReadOnlySpan queues) 1L state) (IoDecision.Dispatch 0) "the reader goes at once") ]
 
 let tests =
     testList "IoScheduler" [ costTests; decisionTests; modelTests; simulationTests; latencyTests; holdTests ]

@@ -51,6 +51,10 @@ public static class ScipioMetrics
         Observable(s_meter.CreateObservableCounter("scipio.queue.selected", () => PerQueue(q => q.QueueSelected), "{run}", "Times the scheduler picked a task queue."));
         Observable(s_meter.CreateObservableGauge("scipio.queue.delay", () => PerQueue(q => q.MaxQueueDelay.TotalSeconds), "s", "Longest wait of a task queue from runnable to running."));
         Observable(s_meter.CreateObservableGauge("scipio.queue.shares", () => PerQueue(q => (long)q.Shares), "{share}", "A task queue's CPU shares."));
+        Observable(s_meter.CreateObservableCounter("scipio.queue.io.dispatched", () => PerQueue(q => q.IoDispatched), "{operation}", "O_DIRECT requests the I/O scheduler handed the kernel for a task queue."));
+        Observable(s_meter.CreateObservableCounter("scipio.queue.io.bytes", () => PerQueue(q => q.IoBytes), "By", "Bytes of those requests."));
+        Observable(s_meter.CreateObservableCounter("scipio.queue.io.scheduler_wait", () => PerQueue(q => q.IoSchedulerWait.TotalSeconds), "s", "Time those requests waited in the I/O scheduler, summed."));
+        Observable(s_meter.CreateObservableCounter("scipio.queue.io.device_time", () => PerQueue(q => q.IoDeviceTime.TotalSeconds), "s", "Time those requests spent in the kernel and device, summed."));
 
         Observable(s_meter.CreateObservableCounter("scipio.ring.submitted", () => PerRing(r => r.Submitted), "{operation}", "Operations handed to the kernel."));
         Observable(s_meter.CreateObservableCounter("scipio.ring.completed", () => PerRing(r => r.Completed), "{operation}", "Operations completed."));
