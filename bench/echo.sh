@@ -21,7 +21,8 @@
 #   REPS [3]  SECS [5]  WARMUP [1]    repetitions; measured and warm-up seconds per test (loadgen -d / -w)
 #   QUICK=1                           REPS=1 SECS=1 WARMUP=0.5, no quiet-machine wait, no retries
 #   CONNS ["1 16 256"]  MSGS ["64 4096"]
-#   SERVERS ["scipio c-uring dotnet"] which servers, in this order; EPOLL=1 appends c-epoll
+#   SERVERS ["scipio c-uring dotnet"] which servers, in this order; EPOLL=1 appends c-epoll and scipio-epoll
+#                                     (the Scipio sample on its epoll backend: SCIPIO_BACKEND=epoll)
 #   SERVER_CPU [0]  CLIENT_CPU [1]  BASE_PORT [17300]
 #   BUILD [/tmp/scipio-echo-bench]    build folder; raw CSV -> $BUILD/results/echo-<time>.csv, tables -> .md
 #   TOOLS [<repo>/../shared/tools]
@@ -47,6 +48,7 @@ CONNS=${CONNS:-"1 16 256"}
 MSGS=${MSGS:-"64 4096"}
 SERVERS=${SERVERS:-"scipio c-uring dotnet"}
 [[ ${EPOLL:-0} == 1 && " $SERVERS " != *" c-epoll "* ]] && SERVERS="$SERVERS c-epoll"
+[[ ${EPOLL:-0} == 1 && " $SERVERS " != *" scipio-epoll "* ]] && SERVERS="$SERVERS scipio-epoll"
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BASE_PORT=${BASE_PORT:-17300}
@@ -194,7 +196,7 @@ if [[ " $SERVERS " == *" dotnet "* ]]; then
 fi
 
 # Scipio: samples/Echo, published into the build folder.
-if [[ " $SERVERS " == *" scipio "* ]]; then
+if [[ " $SERVERS " == *" scipio "* || " $SERVERS " == *" scipio-epoll "* ]]; then
   if [[ ! -d $ROOT/samples/Echo ]]; then SKIPPED[scipio]="samples/Echo not found in this checkout"
   elif (( ! have_dotnet )); then SKIPPED[scipio]="dotnet not found"
   elif [[ ${SKIP_BUILD:-0} != 1 ]]; then
@@ -224,11 +226,13 @@ for s in $SERVERS; do
   case $s in
     scipio)  app=$(dotnet_app "$BUILD/scipio-echo" Scipio.Echo Echo) && CMD[$s]="$app --port {PORT} --shards 1" \
                || SKIPPED[$s]="no published app in $BUILD/scipio-echo" ;;
+    scipio-epoll) app=$(dotnet_app "$BUILD/scipio-echo" Scipio.Echo Echo) && CMD[$s]="env SCIPIO_BACKEND=epoll $app --port {PORT} --shards 1" \
+               || SKIPPED[$s]="no published app in $BUILD/scipio-echo" ;;
     dotnet)  app=$(dotnet_app "$BUILD/dotnet-sockets-echo" dotnet-sockets-echo) && CMD[$s]="$app {PORT}" \
                || SKIPPED[$s]="no published app in $BUILD/dotnet-sockets-echo" ;;
     c-uring) [[ -x $BIN/c-uring-echo ]] && CMD[$s]="$BIN/c-uring-echo {PORT}" || SKIPPED[$s]="not built" ;;
     c-epoll) [[ -x $BIN/c-epoll-echo ]] && CMD[$s]="$BIN/c-epoll-echo {PORT}" || SKIPPED[$s]="not built" ;;
-    *)       SKIPPED[$s]="unknown server (known: scipio c-uring dotnet c-epoll)" ;;
+    *)       SKIPPED[$s]="unknown server (known: scipio scipio-epoll c-uring dotnet c-epoll)" ;;
   esac
 done
 RUN_SERVERS=()

@@ -41,7 +41,9 @@ internal sealed class DirectReads : IAsyncDisposable
                 [new(new Side("RandomAccess.ReadAsync, O_DIRECT handle", Runner.ThreadPool, n => PoolRound(n, depth)),
                     "what a .NET user has for direct I/O: RandomAccess on a handle opened with O_DIRECT, the same number of reads in flight, on the ThreadPool with its default settings"),
                  new(new Side("DmaFile, plain READ (registered buffers off)", Runner.Shard, n => PlainRound(n, depth)),
-                    "the A/B of registered buffers: the Scipio side's code and buffers, but the reads go as IORING_OP_READ rather than READ_FIXED, so the kernel pins and unpins each buffer's page per read")],
+                    "the A/B of registered buffers: the Scipio side's code and buffers, but the reads go as IORING_OP_READ rather than READ_FIXED, so the kernel pins and unpins each buffer's page per read"),
+                 new(new Side("DmaFile on the epoll backend", Runner.ThreadPool, n => EpollRound(n, depth)),
+                    "the same code on a shard (CPU 0) with ShardBackend.Epoll, where io_uring is blocked: each read is a pread on one of the shard's helper threads, its result back through an eventfd; CPU and bytes counted process-wide")],
                 Target.Faster(1.7)) // 0 B per read is asserted by the integration suite; a round here holds few, slow reads
             {
                 Setup = EnsureCreatedAsync,
@@ -128,6 +130,43 @@ internal sealed class DirectReads : IAsyncDisposable
         await Task.WhenAll(workers);
     }
 
+    private ShardPool? _epollPool;
+    private DmaFile? _epollFile; // opened on the epoll shard, which owns it
+
+    /// <summary>The Scipio side on a one-shard pool with the epoll backend, on CPU 0 like the benchmark's shard
+    /// (parked meanwhile).</summary>
+    private ValueTask EpollRound(long n, int depth)
+    {
+        _epollPool ??= ShardPool.Start(new ShardPoolOptions
+        {
+            Shards = 1,
+            Placement = PoolPlacement.MaxSpread([0]),
+            PerShard = new ShardOptions { Backend = ShardBackend.Epoll },
+        });
+        return new ValueTask(_epollPool.SubmitTo(0, async () =>
+        {
+            _epollFile ??= await DmaFile.OpenAsync(_path!);
+            var file = _epollFile;
+            var workers = new Task[depth];
+            long perWorker = n / depth;
+            for (int w = 0; w < depth; w++)
+            {
+                int worker = w;
+                workers[w] = Shard.Spawn(async () =>
+                {
+                    using var buffer = file.AllocateBuffer(BlockSize);
+                    for (long i = 0; i < perWorker; i++)
+                    {
+                        int read = await file.ReadAtAsync(buffer, _offsets[(worker * perWorker + i) & OffsetMask]);
+                        if (read != BlockSize) throw new InvalidOperationException($"short read: {read}");
+                    }
+                });
+            }
+            await Task.WhenAll(workers);
+            return 0;
+        }));
+    }
+
     /// <summary>fio with io_uring on the same file at each depth, when installed: IOPS and CPU µs per I/O.</summary>
     public void ReportFio(TextWriter output)
     {
@@ -163,6 +202,11 @@ internal sealed class DirectReads : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (_file is not null) await _file.DisposeAsync();
+        if (_epollPool is not null)
+        {
+            if (_epollFile is { } epollFile) await _epollPool.SubmitTo(0, async () => { await epollFile.DisposeAsync(); return 0; });
+            await _epollPool.DisposeAsync();
+        }
         _handle?.Dispose();
         if (_poolBuffers is not null) foreach (var b in _poolBuffers) b.Free();
         if (_path is not null) File.Delete(_path);

@@ -167,7 +167,10 @@ let private backlogCancel =
                         })
 
             Expect.equal canceled count "every read ended canceled"
-            Expect.isGreaterThanOrEqual other 34_000L "the reads past the bound waited in the backlog (the case under test)")
+            // On epoll there is no ring to back up: the reads wait for the FIFO's readiness, and canceling them is
+            // the case under test.
+            if not onEpoll then
+                Expect.isGreaterThanOrEqual other 34_000L "the reads past the bound waited in the backlog (the case under test)")
 
 // ---- 3 ----------------------------------------------------------------------------------------------------------
 

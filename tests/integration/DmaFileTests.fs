@@ -173,6 +173,7 @@ let tests =
         }
 
         test "on ext4 the reads go to the main ring (the virtio disk does not poll); on tmpfs the poll ring's EOPNOTSUPP falls back" {
+            requireIoUring "the poll ring's routing"
             let readTwice (path: string) =
                 runShard (fun () ->
                     task {
@@ -260,16 +261,19 @@ let tests =
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "cycle.bin")
                 File.WriteAllBytes(path, randomBytes 4 4096)
+                let cycles n =
+                    runShard (fun () ->
+                        task {
+                            for _ in 1..n do
+                                let! file = DmaFile.OpenAsync path
+                                do! file.DisposeAsync()
+
+                            return ()
+                        })
+                // One cycle first: the runtime maps the assemblies the path needs (two descriptors each) once.
+                cycles 1
                 let before = fdCount ()
-
-                runShard (fun () ->
-                    task {
-                        for _ in 1..10_000 do
-                            let! file = DmaFile.OpenAsync path
-                            do! file.DisposeAsync()
-
-                        return ()
-                    })
+                cycles 10_000
 
                 Expect.isLessThanOrEqual (fdCount ()) before "open fds after the cycles")
         }

@@ -66,6 +66,7 @@ let tests =
     testSequenced
     <| testList "registered buffers" [
         test "a registered buffer round-trips byte-exact through WRITE_FIXED and READ_FIXED (ext4: the main ring)" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             withTempDir (fun dir ->
                 let ok, stats = roundTrip (Path.Combine(dir, "fixed.bin"))
                 Expect.isTrue ok "every byte written came back"
@@ -75,6 +76,7 @@ let tests =
         }
 
         test "on tmpfs the poll ring refuses a READ_FIXED (EOPNOTSUPP) and the main ring takes it: the index is good on every ring" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             if Directory.Exists "/dev/shm" then
                 let path = Path.Combine("/dev/shm", $"scipio-fixed-{Guid.NewGuid():N}.bin")
 
@@ -90,6 +92,7 @@ let tests =
         }
 
         test "a shard whose table the kernel refused reads and writes the same with plain READ / WRITE, and counts it" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             withTempDir (fun dir ->
                 let errno, (ok, stats) =
                     withTableSize 0 (fun () ->
@@ -105,6 +108,7 @@ let tests =
         }
 
         test "a full table leaves the next blocks unregistered; their I/O goes plain, the registered ones' fixed" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "full.bin")
 
@@ -143,6 +147,7 @@ let tests =
         }
 
         test "a disposed buffer's block is rented again with its index (no new registration); a freed block's index serves the next" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             let reused, again, registrationsAfterReuse, freedIndex, nextIndex, registeredBefore, registeredAfterFree =
                 runShard (fun () ->
                     task {
@@ -179,6 +184,7 @@ let tests =
         }
 
         test "a buffer disposed on another thread goes back to its shard's pool, registered; after the shard stops it is freed" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "elsewhere.bin")
                 File.WriteAllBytes(path, randomBytes 5 8192)
@@ -208,6 +214,7 @@ let tests =
         }
 
         test "fixed reads and writes allocate nothing in steady state" {
+            requireIoUring "registered buffers (READ_FIXED / WRITE_FIXED)"
             withTempDir (fun dir ->
                 let path = Path.Combine(dir, "alloc.bin")
                 File.WriteAllBytes(path, randomBytes 3 (64 * 1024))

@@ -13,6 +13,15 @@ open Scipio
 /// The longest any shard (or helper thread) in this suite may run before its test fails.
 let shardTimeout = TimeSpan.FromSeconds 30.0
 
+/// The backend this run of the suite starts shards on: ./test.sh runs the suite twice, the second time with
+/// SCIPIO_BACKEND=epoll (ShardOptions.Backend's default follows it).
+let onEpoll = ShardOptions().Backend = ShardBackend.Epoll
+
+/// Skips, saying why, a test of something only the io_uring backend has (its rings, registered buffers, CQ sizes).
+let requireIoUring (what: string) =
+    if onEpoll then
+        skiptestf "io_uring only (this run is SCIPIO_BACKEND=epoll): %s" what
+
 /// Waits for `task` at most `timeout`: fails the test when it has not finished, otherwise returns its result or
 /// rethrows its exception with its own type (as Shard.Run does).
 let awaitBounded (what: string) (timeout: TimeSpan) (task: Task<'T>) : 'T =
@@ -163,12 +172,18 @@ module Libc =
     [<DllImport("libc")>]
     extern uint32 getuid()
 
-    /// Whether thread `tid` of this process is blocked in io_uring_enter (syscall 426 on x86-64 and arm64), read
-    /// from /proc: a parked shard, seen from outside without waking it.
+    /// The system calls a parked shard blocks in: io_uring_enter (426), and for the epoll backend epoll_pwait2 (441)
+    /// or epoll_wait / epoll_pwait (232 / 281 on x86-64; arm64 has only epoll_pwait, 22).
+    let private parkCalls =
+        if RuntimeInformation.ProcessArchitecture = Architecture.Arm64 then [ "426 "; "441 "; "22 " ]
+        else [ "426 "; "441 "; "232 "; "281 " ]
+
+    /// Whether thread `tid` of this process is blocked where a parked shard blocks (io_uring_enter, or epoll's
+    /// wait on the epoll backend), read from /proc: a parked shard, seen from outside without waking it.
     let isInIoUringEnter (tid: int) =
         try
             let text = File.ReadAllText $"/proc/self/task/%d{tid}/syscall"
-            text.StartsWith "426 "
+            parkCalls |> List.exists text.StartsWith
         with :? IOException ->
             false
 

@@ -217,6 +217,7 @@ let private rings =
         }
 
         test "a shard's Stats report the main ring's flags" {
+            requireIoUring "the rings' setup flags"
             let main, latency =
                 runShard (fun () -> task { return Shard.Stats.Main.SetupFlags, Shard.Stats.Latency.SetupFlags })
 

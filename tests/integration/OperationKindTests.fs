@@ -18,6 +18,7 @@ let tests =
     testSequenced
     <| testList "operation kinds" [
         test "a multishot timeout delivers its CQEs in order, F_MORE on all but the last, and counts once" {
+            requireIoUring "IORING_TIMEOUT_MULTISHOT"
             let results, books =
                 runShard (fun () ->
                     task {
@@ -51,6 +52,7 @@ let tests =
         }
 
         test "a multishot poll reports each signal in order; disposing it cancels it and recycles it after its final CQE" {
+            requireIoUring "IORING_POLL_ADD_MULTI"
             let events, recycled =
                 runShard (fun () ->
                     task {

@@ -197,6 +197,7 @@ let tests =
     <| testList
         "three rings"
         [ test "under two hogs a latency-sensitive queue gets FIFO data before the hog's slice ends, a throughput queue after" {
+              requireIoUring "the latency ring raises NeedPreempt on a completion"
               let rounds = 20
               // Allowed exceptions to the ordering, out of 20: a write that lands within the ~1024 iterations before
               // a hog's own slice end (odds ~1e-4), or a preempt interval (1 s) that expires on a VM that held the
@@ -222,6 +223,7 @@ let tests =
           }
 
           test "a parked shard wakes for a latency-ring completion" {
+              requireIoUring "the latency ring"
               withTempDir (fun dir ->
                   let fifo = Path.Combine(dir, "fifo")
                   Libc.makeFifo fifo
@@ -265,6 +267,7 @@ let tests =
           }
 
           test "O_DIRECT I/O on ext4 goes where sysfs io_poll says, and reads the right bytes" {
+              requireIoUring "the poll ring"
               withTempDir (fun dir ->
                   let path = Path.Combine(dir, "direct.bin")
                   let data = Array.init 4096 byte
@@ -283,6 +286,7 @@ let tests =
           }
 
           test "O_DIRECT I/O that the poll ring refuses (tmpfs: EOPNOTSUPP) falls back to the main ring for good" {
+              requireIoUring "the poll ring"
               let shm = "/dev/shm"
               let dir = Path.Combine(shm, $"scipio-{Guid.NewGuid():N}")
 
@@ -342,6 +346,7 @@ let tests =
           }
 
           test "two shards wake each other (IORING_OP_MSG_RING) for 5,000 round trips, parked between messages" {
+              requireIoUring "IORING_OP_MSG_RING"
               let queueOfB = TaskCompletionSource<TaskQueue>()
               let stopB = TaskCompletionSource()
 

@@ -5,10 +5,14 @@
 module Scipio.Integration.Tests.UnavailableTests
 
 open System
+open System.IO
+open System.Net
 open System.Runtime.InteropServices
 open System.Threading.Tasks
 open Expecto
 open Scipio
+open Scipio.IO
+open Scipio.Net
 open Scipio.Integration.Tests.Helpers
 
 // include/uapi/linux/prctl.h, seccomp.h, filter.h, bpf_common.h; arch/x86/entry/syscalls/syscall_64.tbl
@@ -62,12 +66,12 @@ let private denyIoUringSetup (errno: int) =
         Marshal.FreeHGlobal filter
 
 let private refused (errnoName: string) (errno: int) (mentions: string list) =
-    test $"io_uring_setup failing with %s{errnoName}: Shard.Run throws IoUringUnavailableException that says so" {
+    test $"io_uring_setup failing with %s{errnoName}: Shard.Run with ShardBackend.IoUring throws IoUringUnavailableException that says so" {
         let thrown =
             thrownBy (fun () ->
                 onNewThread "seccomp-restricted Shard.Run caller" (fun () ->
                     denyIoUringSetup errno
-                    Shard.Run(Func<Task<int>>(fun () -> Task.FromResult 0))))
+                    Shard.Run(Func<Task<int>>(fun () -> Task.FromResult 0), ShardOptions(Backend = ShardBackend.IoUring))))
 
         let e =
             expectExactExn<IoUringUnavailableException> $"Shard.Run with io_uring_setup denied (%s{errnoName})" thrown
@@ -81,9 +85,74 @@ let private refused (errnoName: string) (errno: int) (mentions: string list) =
         Expect.equal (runShard (fun () -> task { return 5 })) 5 "a shard started from the test runner still works"
     }
 
+/// On a shard: a file written and read back, and a TCP echo through a listener of its own.
+let private fileAndEcho (dir: string) =
+    task {
+        let! file = BufferedFile.CreateAsync(Path.Combine(dir, "auto.bin"))
+        do! file.WriteAtAsync(ReadOnlyMemory "through epoll"B, 0L)
+        let back = Array.zeroCreate<byte> 13
+        let! n = file.ReadAtAsync(Memory back, 0L)
+        do! file.DisposeAsync()
+        let listener = TcpListener.Bind(IPEndPoint(IPAddress.Loopback, 0))
+        let server =
+            Shard.Spawn(fun () ->
+                task {
+                    let! connection = listener.AcceptAsync()
+                    let buffer = Array.zeroCreate<byte> 16
+                    let! got = connection.ReadAsync(Memory buffer)
+                    do! connection.WriteAsync(ReadOnlyMemory(buffer, 0, got))
+                    do! connection.DisposeAsync()
+                    return got
+                })
+        let! client = TcpStream.ConnectAsync(listener.LocalEndPoint)
+        do! client.WriteAsync(ReadOnlyMemory "ping"B)
+        let echoed = Array.zeroCreate<byte> 4
+        let! m = client.ReadAsync(Memory echoed)
+        let! _ = server
+        do! client.DisposeAsync()
+        do! listener.DisposeAsync()
+        return (Text.Encoding.ASCII.GetString(back, 0, n), Text.Encoding.ASCII.GetString(echoed, 0, m), Shard.Stats.Backend)
+    }
+
+let private fallsBack =
+    test "io_uring_setup failing with EPERM: ShardBackend.Auto runs on epoll (a file, a TCP echo, a pool of 2) and says why on stderr" {
+        withTempDir (fun dir ->
+            let notice = new StringWriter()
+            let stderr = Console.Error
+            Scipio.Runtime.BackendChoice.ResetNotice()
+            Console.SetError notice
+            let lone, pooled =
+                try
+                    onNewThread "seccomp-restricted Auto caller" (fun () ->
+                        denyIoUringSetup 1
+                        let auto = ShardOptions(Backend = ShardBackend.Auto)
+                        let lone = Shard.Run(Func<Task<_>>(fun () -> fileAndEcho dir), auto)
+                        let pool = ShardPool.Start(ShardPoolOptions(Shards = 2, PerShard = auto))
+                        try
+                            let pooled =
+                                pool.RunOnAll(fun () -> task { return Shard.Id, Shard.Stats.Backend })
+                                |> awaitBounded "RunOnAll on the fallen-back pool" shardTimeout
+                            lone, pooled
+                        finally
+                            task { do! pool.DisposeAsync() } |> awaitBounded "the pool's disposal" shardTimeout)
+                finally
+                    Console.SetError stderr
+
+            let text, echoed, backend = lone
+            Expect.equal text "through epoll" "the file round trip"
+            Expect.equal echoed "ping" "the TCP echo"
+            Expect.equal backend ShardBackend.Epoll "Shard.Stats.Backend says epoll"
+            Expect.equal (pooled |> Array.sort) [| 0, ShardBackend.Epoll; 1, ShardBackend.Epoll |] "both shards of the pool run, on epoll"
+            let said = notice.ToString()
+            Expect.stringContains said "epoll backend" "the notice says which backend"
+            Expect.stringContains said "EPERM" "and names the cause"
+            Expect.equal (said.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 1 "one line, once per process")
+    }
+
 let tests =
     testSequenced
     <| testList "io_uring unavailable" [
         refused "EPERM" 1 [ "EPERM"; "seccomp" ]
         refused "ENOSYS" 38 [ "ENOSYS"; "kernel" ]
+        fallsBack
     ]

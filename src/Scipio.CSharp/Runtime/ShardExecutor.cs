@@ -54,7 +54,7 @@ internal sealed class ShardExecutor : IDisposable
         _hasWork = HasWork;
         _now = Clock.NowNs;
         Operations = new OperationTable(this);
-        Backend = new IoUringBackend(options.RingEntries, Cpus.AllowedAtStart, Operations);
+        (Backend, BackendKind) = BackendChoice.Create(options.Backend, id, options.RingEntries, Operations);
         _preempt = Backend.PreemptSignal;
         YieldSource = new YieldIfNeededSource(this);
         DefaultQueue = CreateQueue("default", Shares.Static(100), Latency.NotImportant);
@@ -97,6 +97,9 @@ internal sealed class ShardExecutor : IDisposable
     /// <summary>The pool the shard belongs to; null for a lone shard.</summary>
     public ShardPool? Pool { get; }
     public IShardBackend Backend { get; }
+
+    /// <summary>Which backend that is.</summary>
+    public ShardBackend BackendKind { get; }
     public OperationTable Operations { get; }
     public SpawnedWorkList Spawned { get; } = new();
     public TaskQueue DefaultQueue { get; }
@@ -170,6 +173,7 @@ internal sealed class ShardExecutor : IDisposable
             PendingTimers = PendingTimers,
             Stalls = _stalls,
             Shard = Id,
+            Backend = BackendKind,
             CrossShardSent = Pool?.Transport.SentBy(Id) ?? 0,
             CrossShardReceived = Pool?.Transport.ReceivedBy(Id) ?? 0,
         };

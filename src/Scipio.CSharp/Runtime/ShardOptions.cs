@@ -12,6 +12,16 @@ public sealed class ShardOptions
     private TimeSpan _spinBeforePark = TimeSpan.Zero;
     private TimeSpan? _stallThreshold;
 
+    private ShardBackend? _backend;
+
+    /// <summary>The kernel interface for the shard's I/O; default <see cref="ShardBackend.Auto"/> (io_uring, else
+    /// epoll), or what the SCIPIO_BACKEND environment variable says (<c>auto</c>, <c>io_uring</c>, <c>epoll</c>).</summary>
+    public ShardBackend Backend
+    {
+        get => _backend ?? Runtime.BackendChoice.Default();
+        set => _backend = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "Backend must be Auto, IoUring or Epoll.");
+    }
+
     /// <summary>The shard thread's name (shown by debuggers and <c>top -H</c>); default "shard-N".</summary>
     public string? Name
     {

@@ -64,6 +64,10 @@ public sealed record ShardStats(
     /// <summary>The shard's id (<see cref="Shard.Id"/>).</summary>
     public int Shard { get; init; }
 
+    /// <summary>The backend the shard runs on: <see cref="ShardBackend.IoUring"/> or <see cref="ShardBackend.Epoll"/>
+    /// (never Auto: what Auto chose). On epoll, all I/O is counted under <see cref="ShardStats.Main"/>.</summary>
+    public ShardBackend Backend { get; init; }
+
     /// <summary>Items (calls, channel messages' wake-ups) this shard sent to other shards of its pool.</summary>
     public long CrossShardSent { get; init; }
 

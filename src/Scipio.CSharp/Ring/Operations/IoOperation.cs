@@ -22,7 +22,8 @@ internal enum OperationState : byte
 {
     /// <summary>In its pool, or rented and being prepared.</summary>
     Idle,
-    /// <summary>Waiting in its lane's backlog for room in the ring; the kernel has never seen it.</summary>
+    /// <summary>Waiting in its lane's backlog for room in the ring (io_uring), or for its socket's readiness (epoll);
+    /// the kernel has never seen it.</summary>
     Backlogged,
     /// <summary>Its SQE is on the ring: prepared or in the kernel's hands.</summary>
     Submitted,
