@@ -44,6 +44,16 @@ if [ -f "$integration" ]; then
   SCIPIO_BACKEND=epoll run_suite "integration, epoll backend" "$integration" --sequenced
 fi
 
+# The packages, consumed from a local feed by fresh C# and F# apps (tests/package/run.sh): one test.
+echo "== package"
+package_log=$(mktemp)
+if bash tests/package/run.sh >"$package_log" 2>&1; then
+  passed=$((passed + 1)); echo "package: ok"
+else
+  failed=$((failed + 1)); tail -n 30 "$package_log"; echo "package: FAILED"
+fi
+rm -f "$package_log"
+
 [ "$failed" -gt 0 ] && status=1
 echo "$passed passed, $failed failed"
 exit $status
