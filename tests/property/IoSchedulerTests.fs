@@ -823,6 +823,21 @@ let private latencyTests =
                   let bound = goal + (hogs + 1L) * (max goal maxCost + read)
                   Expect.isLessThanOrEqual worst bound "enqueue to completion within the goal plus the hogs' turns") ]
 
+/// Queue 0, latency-sensitive, dispatched one 4 KiB read that completed (nothing of its own waits or flies any more);
+/// queue 1 has far more waiting than the cap allows in flight. The state, the queues and the read's cost.
+let private readerThenBacklog model =
+    let mutable state = IoScheduler.create (IoScheduler.defaultConfig model) 0L
+    let queues =
+        [| IoScheduler.createQueue 100 (LatencyClass.Matters 1_000_000L)
+           IoScheduler.createQueue 100 LatencyClass.NotImportant |]
+    let read = IoCost.ofRequest model false 4096L
+    IoScheduler.enqueue (Span queues) 0 read state
+    state <- IoScheduler.dispatch (Span queues) 0 0L 0L state
+    state <- IoScheduler.complete (Span queues) 0 read state
+    for _ in 1..10_000 do
+        IoScheduler.enqueue (Span queues) 1 read state
+    state, queues, read
+
 /// A QD1 latency-sensitive reader has nothing waiting or in flight between its reads: the goal must hold through
 /// that gap, or the others fill the device's queue right before its next read.
 let private holdTests =
@@ -830,18 +845,8 @@ let private holdTests =
         "latency hold"
         [ testPropertyWithConfig quick "after a latency-sensitive dispatch the others stay within the cap for LatencyHoldNs, then not"
           <| Prop.forAll (Arb.fromGen deviceModel) (fun model ->
-              let mutable state = IoScheduler.create (IoScheduler.defaultConfig model) 0L
-              let queues =
-                  [| IoScheduler.createQueue 100 (LatencyClass.Matters 1_000_000L)
-                     IoScheduler.createQueue 100 LatencyClass.NotImportant |]
-              let read = IoCost.ofRequest model false 4096L
-              // The reader dispatches one read; it completes: nothing of its own waits or flies any more.
-              IoScheduler.enqueue (Span queues) 0 read state
-              state <- IoScheduler.dispatch (Span queues) 0 0L 0L state
-              state <- IoScheduler.complete (Span queues) 0 read state
-              // The other queue has far more waiting than the cap allows in flight.
-              for _ in 1..10_000 do
-                  IoScheduler.enqueue (Span queues) 1 read state
+              let start, queues, read = readerThenBacklog model
+              let mutable state = start
               let dispatchAll (now: int64) =
                   let mutable go = true
                   while go do
@@ -863,16 +868,8 @@ let private holdTests =
 
           testPropertyWithConfig quick "a latency-sensitive read does not wait for the others' completions: the headroom"
           <| Prop.forAll (Arb.fromGen deviceModel) (fun model ->
-              let mutable state = IoScheduler.create (IoScheduler.defaultConfig model) 0L
-              let queues =
-                  [| IoScheduler.createQueue 100 (LatencyClass.Matters 1_000_000L)
-                     IoScheduler.createQueue 100 LatencyClass.NotImportant |]
-              let read = IoCost.ofRequest model false 4096L
-              IoScheduler.enqueue (Span queues) 0 read state
-              state <- IoScheduler.dispatch (Span queues) 0 0L 0L state
-              state <- IoScheduler.complete (Span queues) 0 read state
-              for _ in 1..10_000 do
-                  IoScheduler.enqueue (Span queues) 1 read state
+              let start, queues, read = readerThenBacklog model
+              let mutable state = start
               // The others fill the device up to the cap (tokens aside).
               let mutable go = true
               while go do
