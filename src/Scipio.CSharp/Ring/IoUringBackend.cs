@@ -110,7 +110,7 @@ internal sealed class IoUringBackend : IShardBackend
         if (op.CancellationRequested)
         {
             // Canceled before it reached a ring (the token's callback found nothing in flight to cancel).
-            FinishUnsubmitted(op);
+            op.FinishUnsubmitted();
             return;
         }
         if (Diagnostics.ScipioMetrics.IoDuration.Enabled) op.SubmittedNs = Clock.NowNs;
@@ -119,15 +119,6 @@ internal sealed class IoUringBackend : IShardBackend
     }
 
     private RingLane LaneOf(RingKind kind) => kind.IsPoll ? Poll : kind.IsLatency ? Latency : Main;
-
-    /// <summary>Ends an operation the kernel never saw as if it had answered ECANCELED.</summary>
-    private static void FinishUnsubmitted(IoOperation op)
-    {
-        if (op.Scheduled.IsSet) op.Owner.Disk!.Completed(op);
-        op.OnCqe(new IoUringCqe { UserData = op.UserData, Res = -Errno.ECANCELED });
-        op.State = OperationState.Done;
-        op.OnRetired();
-    }
 
     /// <summary>Whether the block device behind <paramref name="deviceKey"/> ((major &lt;&lt; 32) | minor, from statx)
     /// polls: sysfs's io_poll, read once per device; a poll-ring EOPNOTSUPP overrides it for good.</summary>
@@ -160,7 +151,7 @@ internal sealed class IoUringBackend : IShardBackend
         {
             case OperationState.Backlogged:
                 op.Lane!.RemoveFromBacklog(op);
-                FinishUnsubmitted(op);
+                op.FinishUnsubmitted();
                 break;
             case OperationState.Submitted when !op.Lane!.Kind.IsPoll && op.TryMarkCancelSent():
                 var cancel = _operations.RentCancel();
@@ -177,7 +168,7 @@ internal sealed class IoUringBackend : IShardBackend
             foreach (var op in lane.BackloggedWhere(o => o.Sqe.Fd == fd))
             {
                 lane.RemoveFromBacklog(op);
-                FinishUnsubmitted(op);
+                op.FinishUnsubmitted();
             }
             if (lane.UserOperations > 0 && !lane.Kind.IsPoll)
             {
@@ -249,11 +240,8 @@ internal sealed class IoUringBackend : IShardBackend
                 lane.Resubmit(op);
                 break;
             case CqeAction.Complete:
-                if (op.SubmittedNs != 0) Diagnostics.ScipioMetrics.RecordIo(op, lane.Kind);
-                if (op.Scheduled.IsSet) op.Owner.Disk!.Completed(op);
                 lane.Retire(op);
-                op.State = OperationState.Done;
-                op.OnRetired();
+                op.Finish(lane.Kind);
                 break;
         }
         return false;

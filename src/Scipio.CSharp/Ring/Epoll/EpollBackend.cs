@@ -105,10 +105,7 @@ internal sealed unsafe class EpollBackend : IShardBackend
     {
         if (op.CancellationRequested)
         {
-            op.OnCqe(new IoUringCqe { UserData = op.UserData, Res = -Errno.ECANCELED });
-            if (op.Scheduled.IsSet) op.Owner.Disk!.Completed(op);
-            op.State = OperationState.Done;
-            op.OnRetired();
+            op.FinishUnsubmitted(); // canceled before it got here (the token's callback found nothing to cancel)
             return;
         }
         if (Diagnostics.ScipioMetrics.IoDuration.Enabled) op.SubmittedNs = Clock.NowNs;
@@ -344,12 +341,9 @@ internal sealed unsafe class EpollBackend : IShardBackend
                 Start(op); // the SQE was re-prepared: the rest of a short write, a multishot request re-armed
                 break;
             case CqeAction.Complete:
-                if (op.SubmittedNs != 0) Diagnostics.ScipioMetrics.RecordIo(op, RingKind.Main);
-                if (op.Scheduled.IsSet) op.Owner.Disk!.Completed(op);
                 _inFlight--;
                 _completed++;
-                op.State = OperationState.Done;
-                op.OnRetired();
+                op.Finish(RingKind.Main);
                 break;
         }
     }

@@ -116,6 +116,25 @@ internal abstract class IoOperation : ShardOperation
     /// <summary>The final CQE was handled: the kernel is done with the operation.</summary>
     public virtual void OnRetired() => ReleaseResources();
 
+    /// <summary>The final CQE came (from <paramref name="ring"/>): records its duration when the meter listens, tells
+    /// the disk scheduler, marks the use done and releases it. The backend has already accounted it.</summary>
+    public void Finish(RingKind ring)
+    {
+        if (SubmittedNs != 0) Diagnostics.ScipioMetrics.RecordIo(this, ring);
+        if (Scheduled.IsSet) Owner.Disk!.Completed(this);
+        State = OperationState.Done;
+        OnRetired();
+    }
+
+    /// <summary>Ends a use the kernel never saw (canceled before it got there) as if it had answered ECANCELED.</summary>
+    public void FinishUnsubmitted()
+    {
+        if (Scheduled.IsSet) Owner.Disk!.Completed(this);
+        OnCqe(new IoUringCqe { UserData = UserData, Res = -Errno.ECANCELED });
+        State = OperationState.Done;
+        OnRetired();
+    }
+
     /// <summary>Whether a cancel may be sent for the current use: it is on a ring and none was sent yet.</summary>
     public bool TryMarkCancelSent()
     {
