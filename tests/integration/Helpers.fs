@@ -20,6 +20,8 @@ let onEpoll = ShardOptions().Backend = ShardBackend.Epoll
 /// Skips, saying why, a test of something only the io_uring backend has (its rings, registered buffers, CQ sizes).
 let requireIoUring (what: string) =
     if onEpoll then
+        // Expecto counts the test ignored without printing why at its default verbosity: say it here.
+        printfn "skipped, io_uring only (this run is SCIPIO_BACKEND=epoll): %s" what
         skiptestf "io_uring only (this run is SCIPIO_BACKEND=epoll): %s" what
 
 /// Waits for `task` at most `timeout`: fails the test when it has not finished, otherwise returns its result or
