@@ -25,6 +25,7 @@ let tests =
         DmaFileTests.tests
         FixedBufferTests.tests
         ReadmeTests.tests
+        DocsTests.tests
         DefectTests.tests
         ChannelTests.tests
         SyncTests.tests
