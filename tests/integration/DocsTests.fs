@@ -1,12 +1,16 @@
 /// The pages of docs/ show code that compiles: every ```csharp block of a page is the text of a region of
-/// docs/snippets (a project of the solution, so the build compiles it), and cannot drift from it. The pages link each
-/// other and the index lists them all.
+/// docs/snippets (a project this one references, so building the tests compiles it), and cannot drift from it. The
+/// pages link each other and the index lists them all. And the examples run: those that need nothing but a temporary
+/// directory and loopback ports are run here, on both backends.
 module Scipio.Integration.Tests.DocsTests
 
 open System
 open System.IO
 open System.Text.RegularExpressions
+open System.Threading.Tasks
 open Expecto
+open Scipio
+open Scipio.Integration.Tests.Helpers
 
 /// The repository's root: the first directory up from the test binary that holds Scipio.sln.
 let private root () =
@@ -208,3 +212,113 @@ let tests =
               let readme = File.ReadAllText(Path.Combine(root (), "README.md"))
               Expect.stringContains readme "](docs/README.md)" "the README links the documentation's index"
           } ]
+
+/// Runs `f` with what it writes to standard output and error captured (the examples print what they show), and
+/// returns that.
+let private quietly (f: unit -> 'T) : 'T * string =
+    let out, error = Console.Out, Console.Error
+    use captured = new StringWriter()
+    let writer = TextWriter.Synchronized captured
+    Console.SetOut writer
+    Console.SetError writer
+
+    try
+        let result = f ()
+        result, captured.ToString()
+    finally
+        Console.SetOut out
+        Console.SetError error
+
+/// An example that is a whole program (it starts its own shard or pool).
+let private program name (f: unit -> unit) (expect: string -> unit) =
+    test $"the example {name} runs" {
+        let (), output = quietly f
+        expect output
+    }
+
+/// An example that is a fragment of code on a shard.
+let private onShard name (f: string -> Task<'T>) (expect: 'T -> string -> unit) =
+    test $"the example {name} runs on a shard" {
+        withTempDir (fun dir ->
+            let result, output = quietly (fun () -> runShard (fun () -> f dir))
+            expect result output)
+    }
+
+/// The examples that need nothing but a temporary directory and loopback ports (not a fixed path or port, which a
+/// concurrent run elsewhere on the machine could hold), run as the pages show them.
+let examples =
+    testList
+        "docs examples"
+        [ program "getting-started: the first shard" Snippets.GettingStartedFirstShard.FirstShard (fun out ->
+              Expect.stringContains out "the shard returned 42" "it returns")
+          program "getting-started: the first task queues" Snippets.GettingStartedFirstShard.FirstTaskQueues (fun out ->
+              Expect.stringContains out "foreground  300 shares" "it prints the queues")
+          program "getting-started: a socket" Snippets.GettingStartedSocket.ASocket (fun out ->
+              Expect.stringContains out "echoed \"ping\"" "the echo came back")
+          program "concepts: spawn" Snippets.Concepts.StartAndSpawn (fun out ->
+              Expect.equal (out.Trim()) "3" "1 + 2")
+          onShard "concepts: SpawnBlocking" (fun _ -> Snippets.Concepts.Blocking()) (fun addresses _ ->
+              Expect.isNonEmpty addresses "localhost resolves")
+          onShard "concepts: ConfigureAwait(false)" (fun _ -> Snippets.Concepts.LeavingTheShard()) (fun left _ ->
+              Expect.isTrue left "on the shard before, off it after")
+          onShard "files: BufferedFile" Snippets.Files.Buffered (fun length _ -> Expect.equal length 11L "one record")
+          onShard "files: DmaFile" Snippets.Files.DmaZeroCopy (fun text _ -> Expect.equal text "ello" "bytes 1 to 4")
+          onShard
+              "files: ReadManyAsync"
+              (fun dir ->
+                  task {
+                      let! _ = Snippets.Files.DmaZeroCopy dir
+                      return! Snippets.Files.ReadMany dir
+                  })
+              (fun total _ -> Expect.equal total (100 + 512 + 64 + 4096) "every range, exactly")
+          onShard "files: DMA streams" Snippets.Files.Streams (fun lines _ -> Expect.equal lines 100_000 "every line back")
+          onShard
+              "files: save atomically, FileSystem"
+              (fun dir ->
+                  task {
+                      do! Snippets.Files.SaveAtomically dir
+                      return! Snippets.Files.Metadata dir
+                  })
+              (fun _ out -> Expect.stringContains out "File, 14 bytes" "the file saved, then described")
+          onShard "networking: AsStream and AsPipe" (fun _ -> Snippets.Networking.Adapters()) (fun (struct (bytes, lines)) out ->
+              Expect.equal (bytes, lines) (12, 3) "upper-cased lines back; three lines counted"
+              Expect.stringContains out "HELLO" "upper case")
+          onShard "networking: UDP" (fun _ -> Snippets.Networking.Udp()) (fun second _ -> Expect.equal second "pong" "both datagrams")
+          onShard "many shards: a local channel" (fun _ -> Snippets.ManyShards.Local()) (fun total _ -> Expect.equal total 5050L "1 to 100")
+          onShard
+              "many shards: semaphore, lock, gate"
+              (fun _ ->
+                  task {
+                      do! Snippets.ManyShards.Sync(fun () -> Shard.Sleep(TimeSpan.FromMilliseconds 1.0).AsTask())
+                      return Shard.CurrentTaskQueue.Stats.TasksRun
+                  })
+              (fun tasks _ -> Expect.isGreaterThan tasks 0L "it ran")
+          test "the example many shards: pool, ownership, shared channel, mesh, router runs" {
+              let results, _ =
+                  quietly (fun () ->
+                      let run =
+                          task {
+                              let! owned = Snippets.ManyShards.PoolAndOwnership()
+                              let pool = ShardPool.Start()
+
+                              try
+                                  let! heard = Snippets.ManyShards.Mesh pool
+                                  let! routed = Snippets.ManyShards.Router pool
+                                  return owned, heard, routed, pool.Count
+                              finally
+                                  pool.DisposeAsync().AsTask().Wait()
+                          }
+
+                      run |> awaitBounded "the pool examples" shardTimeout)
+
+              let owned, heard, routed, count = results
+              Expect.equal owned 1001L "one hit, 1000 lines"
+              Expect.equal heard (count * (count - 1)) "every shard heard every other"
+              Expect.equal routed (10_000L * int64 count) "every increment counted once, by its owner"
+          }
+          onShard "observability: Shard.Stats" (fun _ -> Task.FromResult(Snippets.Observability.Stats())) (fun stats out ->
+              Expect.stringContains out "main ring:" "printed"
+              Expect.isGreaterThanOrEqual stats.TasksRun 1L "counted")
+          program "observability: a stall" Snippets.Observability.Stalls ignore
+          program "observability: a MeterListener" (fun () -> Snippets.ObservabilityMeter.Listen().GetAwaiter().GetResult()) (fun out ->
+              Expect.stringContains out "scipio.queue.tasks [shard=0, queue=default]" "the meter was read") ]

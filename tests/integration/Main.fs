@@ -26,6 +26,7 @@ let tests =
         FixedBufferTests.tests
         ReadmeTests.tests
         DocsTests.tests
+        DocsTests.examples
         DefectTests.tests
         ChannelTests.tests
         SyncTests.tests
