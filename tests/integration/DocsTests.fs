@@ -245,9 +245,11 @@ let private onShard name (f: string -> Task<'T>) (expect: 'T -> string -> unit) 
     }
 
 /// The examples that need nothing but a temporary directory and loopback ports (not a fixed path or port, which a
-/// concurrent run elsewhere on the machine could hold), run as the pages show them.
+/// concurrent run elsewhere on the machine could hold), run as the pages show them; one at a time, since each
+/// captures the console.
 let examples =
-    testList
+    testSequenced
+    <| testList
         "docs examples"
         [ program "getting-started: the first shard" Snippets.GettingStartedFirstShard.FirstShard (fun out ->
               Expect.stringContains out "the shard returned 42" "it returns")
