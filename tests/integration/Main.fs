@@ -25,6 +25,8 @@ let tests =
         DmaFileTests.tests
         FixedBufferTests.tests
         ReadmeTests.tests
+        DocsTests.tests
+        DocsTests.examples
         DefectTests.tests
         ChannelTests.tests
         SyncTests.tests
