@@ -12,6 +12,10 @@ internal static class Errno
         ENOTEMPTY = 39, ELOOP = 40, ETIME = 62, EOPNOTSUPP = 95, ECONNRESET = 104, ETIMEDOUT = 110,
         ECONNREFUSED = 111, EALREADY = 114, ECANCELED = 125;
 
+    // Socket errnos (asm-generic/errno.h, the same on x86-64 and arm64).
+    public const int EMSGSIZE = 90, EAFNOSUPPORT = 97, EADDRINUSE = 98, EADDRNOTAVAIL = 99, ENETUNREACH = 101,
+        ECONNABORTED = 103, ENOBUFS = 105, ENOTCONN = 107, ESHUTDOWN = 108, EHOSTUNREACH = 113;
+
     /// <summary>The symbolic name of an errno ("ENOENT"), or "errno N" for one not listed.</summary>
     public static string Name(int errno) => errno switch
     {
@@ -22,7 +26,10 @@ internal static class Errno
         EPIPE => "EPIPE", ENAMETOOLONG => "ENAMETOOLONG", ENOSYS => "ENOSYS", ENOTEMPTY => "ENOTEMPTY",
         ELOOP => "ELOOP", ETIME => "ETIME", EOPNOTSUPP => "EOPNOTSUPP", ECONNRESET => "ECONNRESET",
         ETIMEDOUT => "ETIMEDOUT", ECONNREFUSED => "ECONNREFUSED", EALREADY => "EALREADY",
-        ECANCELED => "ECANCELED",
+        ECANCELED => "ECANCELED", EMSGSIZE => "EMSGSIZE", EAFNOSUPPORT => "EAFNOSUPPORT",
+        EADDRINUSE => "EADDRINUSE", EADDRNOTAVAIL => "EADDRNOTAVAIL", ENETUNREACH => "ENETUNREACH",
+        ECONNABORTED => "ECONNABORTED", ENOBUFS => "ENOBUFS", ENOTCONN => "ENOTCONN", ESHUTDOWN => "ESHUTDOWN",
+        EHOSTUNREACH => "EHOSTUNREACH",
         _ => $"errno {errno}",
     };
 

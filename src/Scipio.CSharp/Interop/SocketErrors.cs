@@ -7,37 +7,34 @@ namespace Scipio.Interop;
 /// message that names the call, the errno and what to do.</summary>
 internal static class SocketErrors
 {
-    private const int EADDRINUSE = 98, EADDRNOTAVAIL = 99, ENETUNREACH = 101, ECONNABORTED = 103, ENOTCONN = 107,
-        EHOSTUNREACH = 113, EMSGSIZE = 90, EAFNOSUPPORT = 97, ENOBUFS = 105, ESHUTDOWN = 108;
-
     public static SocketError ToSocketError(int errno) => errno switch
     {
         Errno.ECONNREFUSED => SocketError.ConnectionRefused,
         Errno.ECONNRESET => SocketError.ConnectionReset,
-        Errno.EPIPE or ESHUTDOWN => SocketError.Shutdown,
+        Errno.EPIPE or Errno.ESHUTDOWN => SocketError.Shutdown,
         Errno.ETIMEDOUT => SocketError.TimedOut,
         Errno.EACCES or Errno.EPERM => SocketError.AccessDenied,
         Errno.EINVAL => SocketError.InvalidArgument,
         Errno.EAGAIN => SocketError.WouldBlock,
         Errno.ECANCELED => SocketError.OperationAborted,
         Errno.EMFILE or Errno.ENFILE => SocketError.TooManyOpenSockets,
-        EADDRINUSE => SocketError.AddressAlreadyInUse,
-        EADDRNOTAVAIL => SocketError.AddressNotAvailable,
-        ENETUNREACH => SocketError.NetworkUnreachable,
-        EHOSTUNREACH => SocketError.HostUnreachable,
-        ECONNABORTED => SocketError.ConnectionAborted,
-        ENOTCONN => SocketError.NotConnected,
-        EMSGSIZE => SocketError.MessageSize,
-        EAFNOSUPPORT => SocketError.AddressFamilyNotSupported,
-        ENOBUFS => SocketError.NoBufferSpaceAvailable,
+        Errno.EADDRINUSE => SocketError.AddressAlreadyInUse,
+        Errno.EADDRNOTAVAIL => SocketError.AddressNotAvailable,
+        Errno.ENETUNREACH => SocketError.NetworkUnreachable,
+        Errno.EHOSTUNREACH => SocketError.HostUnreachable,
+        Errno.ECONNABORTED => SocketError.ConnectionAborted,
+        Errno.ENOTCONN => SocketError.NotConnected,
+        Errno.EMSGSIZE => SocketError.MessageSize,
+        Errno.EAFNOSUPPORT => SocketError.AddressFamilyNotSupported,
+        Errno.ENOBUFS => SocketError.NoBufferSpaceAvailable,
         _ => SocketError.SocketError,
     };
 
     private static string Advice(int errno) => errno switch
     {
-        EADDRINUSE => "Another socket is bound to that address: pick another port (0 lets the kernel choose), stop " +
+        Errno.EADDRINUSE => "Another socket is bound to that address: pick another port (0 lets the kernel choose), stop " +
             "the program that holds it, or bind every listener of the port with ReusePort.",
-        EADDRNOTAVAIL => "The address is not one of this machine's.",
+        Errno.EADDRNOTAVAIL => "The address is not one of this machine's.",
         Errno.ECONNREFUSED => "Nothing listens there: check the address and port, and that the server runs.",
         Errno.ECONNRESET => "The peer reset the connection (it closed with data unread, or crashed).",
         Errno.EPIPE => "The connection is closed for writing (the peer went away, or it was shut down).",
