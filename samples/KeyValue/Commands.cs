@@ -163,9 +163,12 @@ internal static class Commands
     {
         ulong hash = KeyHash.Of(key);
         int e = table.Find(key, hash);
-        if (e < 0) e = table.Add(key, hash);
-        table.SetValue(e, value);
-        table.SetExpiry(e, 0);
+        if (e < 0) table.Add(key, hash, value);
+        else
+        {
+            table.SetValue(e, value);
+            table.SetExpiry(e, 0);
+        }
     }
 
     /// <summary>SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]</summary>
@@ -218,8 +221,8 @@ internal static class Commands
             if (!get) reply.Null();
             return;
         }
-        if (e < 0) e = table.Add(key, hash);
-        table.SetValue(e, r[2]);
+        if (e < 0) e = table.Add(key, hash, r[2]);
+        else table.SetValue(e, r[2]);
         if (ttlMs > 0)
         {
             table.SetExpiry(e, KeyTable.NowMs + ttlMs);
@@ -247,8 +250,8 @@ internal static class Commands
         }
         Span<byte> digits = stackalloc byte[20];
         Utf8Formatter.TryFormat(result, digits, out int n);
-        if (e < 0) e = table.Add(key, hash);
-        table.SetValue(e, digits[..n], slack: 20 - n); // a counter that grows keeps its array
+        if (e < 0) table.Add(key, hash, digits[..n], slack: 20 - n); // a counter that grows keeps its array
+        else table.SetValue(e, digits[..n], slack: 20 - n);
         reply.Integer(result);
     }
 

@@ -8,9 +8,10 @@ namespace Scipio.Samples.KeyValue;
 /// <remarks>
 /// <para>Separate chaining over a dense entry array, as System.Collections.Generic.Dictionary does: an entry keeps
 /// its index while it lives, which is what the expiry heap refers to. The table doubles when every entry is in use.</para>
-/// <para>A value is a byte[] with a length: an overwrite of about the same size reuses the array, so a steady stream
-/// of SETs of same-sized values (a cache's, a benchmark's) allocates nothing. A key's byte[] is allocated once, when
-/// the key is created.</para>
+/// <para>An entry's key and value share one byte[] (the key, then the value), so a GET follows one reference from the
+/// entry, and the value usually sits in the cache line after the key it was found by. An overwrite of about the same
+/// size reuses the array, so a steady stream of SETs of same-sized values (a cache's, a benchmark's) allocates
+/// nothing; a new key allocates one array.</para>
 /// <para>Expiry: a deadline per entry (monotonic milliseconds; 0 = none), checked when the key is read (a key past
 /// its deadline is never seen), and a min-heap of deadlines that <see cref="ExpireDue"/> drains from the shard's
 /// timer, so keys nobody reads again go too. Heap items carry the entry's version: one whose entry was freed or whose
@@ -25,8 +26,8 @@ internal sealed class KeyTable
         public ulong Hash;
         public int Next;        // next entry in the bucket's chain; -1 ends it. Free entries: the next free one.
         public int Version;     // bumped when the entry is freed or its deadline changes: stale heap items skip it
-        public byte[]? Key;     // null: free
-        public byte[]? Value;
+        public byte[]? Data;    // the key, then the value (and room to spare); null: free
+        public int KeyLength;
         public int ValueLength;
         public long ExpiresAt;  // monotonic ms; 0: never
     }
@@ -88,7 +89,7 @@ internal sealed class KeyTable
         while ((uint)i < (uint)entries.Length)
         {
             ref Entry e = ref entries[i];
-            if (e.Hash == hash && key.SequenceEqual(e.Key))
+            if (e.Hash == hash && e.KeyLength == key.Length && key.SequenceEqual(e.Data.AsSpan(0, e.KeyLength)))
             {
                 if (e.ExpiresAt != 0 && e.ExpiresAt <= NowMs)
                 {
@@ -103,9 +104,9 @@ internal sealed class KeyTable
         return -1;
     }
 
-    /// <summary>A new entry for <paramref name="key"/>, which must not be in the table, with an empty value and no
-    /// deadline.</summary>
-    public int Add(ReadOnlySpan<byte> key, ulong hash)
+    /// <summary>A new entry for <paramref name="key"/>, which must not be in the table, holding
+    /// <paramref name="value"/> (with <paramref name="slack"/> bytes to spare), without a deadline.</summary>
+    public int Add(ReadOnlySpan<byte> key, ulong hash, ReadOnlySpan<byte> value, int slack = 0)
     {
         int index;
         if (_freeCount > 0)
@@ -122,9 +123,12 @@ internal sealed class KeyTable
         ref int bucket = ref _buckets[(int)hash & (_buckets.Length - 1)];
         ref Entry e = ref _entries[index];
         e.Hash = hash;
-        e.Key = key.ToArray();
-        e.Value = null;
-        e.ValueLength = 0;
+        var data = new byte[key.Length + value.Length + slack];
+        key.CopyTo(data);
+        value.CopyTo(data.AsSpan(key.Length));
+        e.Data = data;
+        e.KeyLength = key.Length;
+        e.ValueLength = value.Length;
         e.ExpiresAt = 0;
         e.Next = bucket - 1;
         bucket = index + 1;
@@ -139,7 +143,7 @@ internal sealed class KeyTable
         for (int i = 0; i < _used; i++)
         {
             ref Entry e = ref _entries[i];
-            if (e.Key is null) continue; // free: stays on the free list, which is threaded through Next
+            if (e.Data is null) continue; // free: stays on the free list, which is threaded through Next
             ref int bucket = ref _buckets[(int)e.Hash & (size - 1)];
             e.Next = bucket - 1;
             bucket = i + 1;
@@ -159,8 +163,8 @@ internal sealed class KeyTable
             _entries[i].Next = e.Next;
         }
         if (e.ExpiresAt != 0) Expiring--;
-        e.Key = null;
-        e.Value = null;
+        e.Data = null;
+        e.KeyLength = 0;
         e.ValueLength = 0;
         e.ExpiresAt = 0;
         e.Version++;
@@ -172,18 +176,23 @@ internal sealed class KeyTable
     public ReadOnlySpan<byte> Value(int index)
     {
         ref Entry e = ref _entries[index];
-        return e.Value.AsSpan(0, e.ValueLength);
+        return e.Data.AsSpan(e.KeyLength, e.ValueLength);
     }
 
-    /// <summary>Stores <paramref name="value"/>, reusing the entry's array when it is big enough and not much
-    /// bigger; <paramref name="slack"/> extra bytes when a new array is needed (for values that grow, as counters do).</summary>
+    /// <summary>Stores <paramref name="value"/>, in the entry's array when it has room and not much more than needed;
+    /// else in a new one, with <paramref name="slack"/> bytes to spare (for values that grow, as counters do).</summary>
     public void SetValue(int index, ReadOnlySpan<byte> value, int slack = 0)
     {
         ref Entry e = ref _entries[index];
-        var array = e.Value;
-        if (array is null || array.Length < value.Length || array.Length > 2 * value.Length + 64)
-            e.Value = array = new byte[value.Length + slack];
-        value.CopyTo(array);
+        var data = e.Data!;
+        int room = data.Length - e.KeyLength;
+        if (room < value.Length || room > 2 * value.Length + 64)
+        {
+            var bigger = new byte[e.KeyLength + value.Length + slack];
+            data.AsSpan(0, e.KeyLength).CopyTo(bigger);
+            e.Data = data = bigger;
+        }
+        value.CopyTo(data.AsSpan(e.KeyLength));
         e.ValueLength = value.Length;
     }
 
@@ -210,7 +219,7 @@ internal sealed class KeyTable
         {
             var top = Pop();
             ref Entry e = ref _entries[top.Entry];
-            if (e.Version != top.Version || e.Key is null) continue; // freed or given another deadline since
+            if (e.Version != top.Version || e.Data is null) continue; // freed or given another deadline since
             Remove(top.Entry);
             Expired++;
             removed++;
@@ -227,7 +236,7 @@ internal sealed class KeyTable
         for (int i = 0; i < _used; i++)
         {
             ref Entry e = ref _entries[i];
-            if (e.Key is not null && e.ExpiresAt != 0) Push(new Deadline { At = e.ExpiresAt, Entry = i, Version = e.Version });
+            if (e.Data is not null && e.ExpiresAt != 0) Push(new Deadline { At = e.ExpiresAt, Entry = i, Version = e.Version });
         }
     }
 
