@@ -117,11 +117,11 @@ public sealed class KeyValueServer : IAsyncDisposable
     private readonly long _startedAt = Environment.TickCount64;
     private Task? _stopping;
 
-    private KeyValueServer(ShardPool pool, KeyValueServerOptions options)
+    private KeyValueServer(ShardPool pool, KeyValueServerOptions options, ShardState[] states)
     {
         _pool = pool;
         Options = options;
-        States = new ShardState[pool.Count];
+        States = states;
         for (int i = 0; i < States.Length; i++) States[i] = new ShardState(this, i);
         var address = options.Address;
         // Shard 0 binds first (port 0: the kernel picks), then every other shard binds the same port.
@@ -147,19 +147,45 @@ public sealed class KeyValueServer : IAsyncDisposable
     public static KeyValueServer Start(KeyValueServerOptions? options = null)
     {
         options ??= new KeyValueServerOptions();
+        if (options.Port != 0) RefuseIfListening(options.Address, options.Port);
         var poolOptions = new ShardPoolOptions { PerShard = new ShardOptions { Name = "kv", SpinBeforePark = options.SpinBeforePark } };
         if (options.Shards > 0) poolOptions.Shards = options.Shards;
         if (options.Cpus is { Count: > 0 } cpus) poolOptions.Placement = PoolPlacement.MaxSpread(cpus);
         var pool = ShardPool.Start(poolOptions);
+        var states = new ShardState[pool.Count];
         try
         {
-            return new KeyValueServer(pool, options);
+            return new KeyValueServer(pool, options, states);
         }
         catch
         {
+            // A shard that bound its listener before another failed to: close it, then stop the shards.
+            pool.RunOnAll(async () =>
+            {
+                if (states[Shard.Id]?.Listener is { } listener) await listener.DisposeAsync();
+            }).GetAwaiter().GetResult();
             pool.DisposeAsync().AsTask().GetAwaiter().GetResult();
             throw;
         }
+    }
+
+    /// <summary>Every shard binds with SO_REUSEPORT, which would also let it share the port with another server
+    /// that set it (another instance of this one): connections would go to either. So a port something already
+    /// accepts connections on is refused first.</summary>
+    private static void RefuseIfListening(IPAddress address, int port)
+    {
+        var probe = address.Equals(IPAddress.Any) ? IPAddress.Loopback : address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback : address;
+        using var socket = new System.Net.Sockets.Socket(probe.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        try
+        {
+            socket.Connect(new IPEndPoint(probe, port));
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return; // nothing listens there (or it cannot be reached): bind will tell
+        }
+        throw new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.AddressAlreadyInUse,
+            $"Port {port} already accepts connections on {probe}: another server listens there. Stop it, or choose another port.");
     }
 
     /// <summary>Starts a server on <paramref name="port"/> (0: the kernel picks) with <paramref name="shards"/>
@@ -227,8 +253,9 @@ public sealed class KeyValueServer : IAsyncDisposable
             {
                 break; // StopAsync
             }
-            catch (System.Net.Sockets.SocketException e) when (!state.Stopping)
+            catch (System.Net.Sockets.SocketException e)
             {
+                if (state.Stopping) break;
                 // Out of descriptors, say: the next accept tries again, after a moment for things to settle.
                 Console.Error.WriteLine($"KeyValue: accept on shard {state.Id} failed: {e.Message}");
                 await Shard.Sleep(TimeSpan.FromMilliseconds(10));

@@ -650,6 +650,30 @@ let private redisCli =
                 Expect.equal (run None "DBSIZE") "1002" "all there")
     }
 
+let private startStop =
+    test "a port another server listens on is refused; StopAsync closes connections and frees the port" {
+        let first = startServer ignore
+        let port = first.Port
+        let client = new Client(port)
+        Expect.equal (client.Call [ "SET"; "k"; "v" ]) (Simple "OK") "the first server serves"
+
+        let refused =
+            thrownBy (fun () -> startServer (fun o -> o.Port <- port))
+            |> expectExn<SocketException> "a second server on the same port"
+
+        Expect.equal refused.SocketErrorCode SocketError.AddressAlreadyInUse "AddressAlreadyInUse"
+        stop first
+        Expect.isTrue (client.AtEnd()) "StopAsync closed the open connection"
+        (client :> IDisposable).Dispose()
+        let second = startServer (fun o -> o.Port <- port)
+
+        try
+            use c = new Client(port)
+            Expect.equal (c.Call [ "GET"; "k" ]) Nil "a new server on the freed port, with an empty key space"
+        finally
+            stop second
+    }
+
 let private allocations =
     test "the shard allocates 0 B per GET and SET in steady state (request-response and pipelined)" {
         withServerAs
@@ -718,5 +742,6 @@ let tests =
         manyClients
         limits
         redisCli
+        startStop
         allocations
     ]
