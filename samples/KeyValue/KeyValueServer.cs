@@ -50,8 +50,8 @@ public sealed class KeyValueServerOptions
         }
     }
 
-    /// <summary>The CPUs to pin the shards to, one each, spread as <see cref="PoolPlacement.MaxSpread"/> does. Null
-    /// (the default): the CPUs the process may use.</summary>
+    /// <summary>The CPUs to pin the shards to, one each, spread as <see cref="PoolPlacement.MaxSpread"/> does; with
+    /// <see cref="Shards"/> 0, one shard per CPU listed. Null (the default): the CPUs the process may use.</summary>
     public IReadOnlyList<int>? Cpus { get; set; }
 
     /// <summary>The longest bulk string (a key or a value) a request may carry, in bytes: Redis's
@@ -150,7 +150,11 @@ public sealed class KeyValueServer : IAsyncDisposable
         if (options.Port != 0) RefuseIfListening(options.Address, options.Port);
         var poolOptions = new ShardPoolOptions { PerShard = new ShardOptions { Name = "kv", SpinBeforePark = options.SpinBeforePark } };
         if (options.Shards > 0) poolOptions.Shards = options.Shards;
-        if (options.Cpus is { Count: > 0 } cpus) poolOptions.Placement = PoolPlacement.MaxSpread(cpus);
+        if (options.Cpus is { Count: > 0 } cpus)
+        {
+            poolOptions.Placement = PoolPlacement.MaxSpread(cpus);
+            if (options.Shards == 0) poolOptions.Shards = cpus.Count;
+        }
         var pool = ShardPool.Start(poolOptions);
         var states = new ShardState[pool.Count];
         try
