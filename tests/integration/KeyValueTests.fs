@@ -724,6 +724,40 @@ let private allocations =
                 Expect.equal traffic 0L $"the shard allocated %d{traffic} B over %d{ops} GET/SET in steady state")
     }
 
+/// Not a budget, a figure for the README: what a forwarded batch costs the connection's shard.
+let private crossShardAllocations =
+    test "cross-shard GETs: the connection's shard allocates per forwarded batch (printed, not asserted)" {
+        withServer (fun server ->
+            use c = new Client(server.Port)
+            c.Call [ "PING" ] |> ignore
+            let home = (stats server |> Array.find (fun s -> s.Connections = 1)).Shard
+            let keys = keysOn "far" (1 - home) 2 16 |> Array.ofList
+            let value = String('v', 64)
+
+            for k in keys do
+                c.Call [ "SET"; k; value ] |> ignore
+
+            let batch = keys |> Array.map (fun k -> encode [ "GET"; k ]) |> Array.concat
+
+            let run count =
+                for _ in 1..count do
+                    c.Send batch
+                    for _ in keys do
+                        c.Read() |> ignore
+
+            run 500
+            let snapshot () = server.GetShardStatsAsync home |> awaitBounded "the shard's stats" shardTimeout
+            snapshot () |> ignore
+            let s0 = snapshot ()
+            let s1 = snapshot ()
+            let idle = s1.AllocatedBytes - s0.AllocatedBytes
+            run 1000
+            let s2 = snapshot ()
+            let perBatch = float (s2.AllocatedBytes - s1.AllocatedBytes - idle) / 1000.0
+            printfn "KeyValue cross-shard: %.0f B per batch of 16 GETs forwarded to the other shard (%.1f B per GET)" perBatch (perBatch / 16.0)
+            Expect.equal (s2.Forwarded - s1.Forwarded) 16000L "every GET was forwarded")
+    }
+
 let tests =
     testSequenced
     <| testList "keyvalue" [
@@ -744,4 +778,5 @@ let tests =
         redisCli
         startStop
         allocations
+        crossShardAllocations
     ]
