@@ -39,6 +39,7 @@ let tests =
         DiskSchedulerTests.tests
         DiskModelTests.tests
         PublicApiTests.tests
+        KeyValueTests.tests
     ]
 
 [<EntryPoint>]
