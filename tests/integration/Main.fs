@@ -36,6 +36,8 @@ let tests =
         MetricsTests.tests
         DiskSchedulerTests.tests
         DiskModelTests.tests
+        ShardBuilderTests.tests
+        SimulationMatchTests.tests
     ]
 
 [<EntryPoint>]
