@@ -45,14 +45,30 @@ let total =
             let! nb = b
 
             let stats = Shard.stats ()
-            printfn "shard %d on CPU %d: %d work items, %d preemptions, %d parks" (Shard.id ()) (Shard.cpu ()) stats.TasksRun stats.Preemptions stats.Parks
+
+            printfn
+                "shard %d on CPU %d: %d work items, %d preemptions, %d parks"
+                (Shard.id ())
+                (Shard.cpu ())
+                stats.TasksRun
+                stats.Preemptions
+                stats.Parks
+
             printfn ""
             printfn "%-12s %6s %10s %6s %8s %7s" "queue" "shares" "runtime" "share" "tasks" "picked"
             let all = stats.TaskQueues |> Seq.sumBy _.Runtime.TotalMilliseconds
 
             for q in stats.TaskQueues do
                 let ms = q.Runtime.TotalMilliseconds
-                printfn "%-12s %6d %8.1fms %5.0f%% %8d %7d" q.Name q.Shares ms (100.0 * ms / all) q.TasksRun q.QueueSelected
+
+                printfn
+                    "%-12s %6d %8.1fms %5.0f%% %8d %7d"
+                    q.Name
+                    q.Shares
+                    ms
+                    (100.0 * ms / all)
+                    q.TasksRun
+                    q.QueueSelected
 
             return na + nb
         })

@@ -25,39 +25,50 @@ let wellBehaved = ScenarioGen.hog "batch" 100 LatencyClass.NotImportant
 let naive =
     ScenarioGen.hogOf (ScenarioGen.tasksWithin (Nanos.us 10.0, Nanos.ms 5.0)) "batch" 100 LatencyClass.NotImportant
 
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
+let config =
+    { FsCheckConfig.defaultConfig with
+        maxTest = 200
+    }
 
 let tests =
     testList
         "requests beside up to 8 batch queues"
-        [ testPropertyWithConfig config "batch queues with preemption points: requests run within 2 ms"
-          <| Prop.forAll (ScenarioArb.withBackgroundOf wellBehaved [ requests ] 8) (Simulation.run >> runsWithin2ms)
+        [
+            testPropertyWithConfig config "batch queues with preemption points: requests run within 2 ms"
+            <| Prop.forAll (ScenarioArb.withBackgroundOf wellBehaved [ requests ] 8) (Simulation.run >> runsWithin2ms)
 
-          test "batch queues whose loops never yield: FsCheck finds a counterexample and shrinks it" {
-              // FsCheck throws on the counterexample; the last report that failed is the shrunk one.
-              let mutable shrunk = None
+            test "batch queues whose loops never yield: FsCheck finds a counterexample and shrinks it" {
+                // FsCheck throws on the counterexample; the last report that failed is the shrunk one.
+                let mutable shrunk = None
 
-              let property scenario =
-                  let report = Simulation.run scenario
-                  let holds = runsWithin2ms report
-                  if not holds then shrunk <- Some report
-                  holds
+                let property scenario =
+                    let report = Simulation.run scenario
+                    let holds = runsWithin2ms report
 
-              let failure =
-                  try
-                      let arbitrary = ScenarioArb.withBackgroundOf naive [ requests ] 8
-                      Check.One(Config.QuickThrowOnFailure.WithMaxTest 200, Prop.forAll arbitrary property)
-                      None
-                  with e ->
-                      Some(e.Message.Split('\n')[0])
+                    if not holds then
+                        shrunk <- Some report
 
-              match failure, shrunk with
-              | Some falsifiable, Some report ->
-                  printfn "%s\nShrunk to:\n%A\n%s" falsifiable report.Scenario.Queues (Report.format report)
-              | _ -> failtest "expected FsCheck to find a configuration where requests wait more than 2 ms"
-          } ]
+                    holds
+
+                let failure =
+                    try
+                        let arbitrary = ScenarioArb.withBackgroundOf naive [ requests ] 8
+                        Check.One(Config.QuickThrowOnFailure.WithMaxTest 200, Prop.forAll arbitrary property)
+                        None
+                    with e ->
+                        Some(e.Message.Split('\n')[0])
+
+                match failure, shrunk with
+                | Some falsifiable, Some report ->
+                    printfn "%s\nShrunk to:\n%A\n%s" falsifiable report.Scenario.Queues (Report.format report)
+                | _ -> failtest "expected FsCheck to find a configuration where requests wait more than 2 ms"
+            }
+        ]
 
 [<EntryPoint>]
 let main argv =
-    printfn "One configuration, simulated:\n%s" (Report.format (Simulation.run (Scenario.create [ requests; QueueSpec.hog "batch" 100 ])))
+    printfn
+        "One configuration, simulated:\n%s"
+        (Report.format (Simulation.run (Scenario.create [ requests; QueueSpec.hog "batch" 100 ])))
+
     runTestsWithCLIArgs [] argv tests

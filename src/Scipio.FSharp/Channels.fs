@@ -18,7 +18,8 @@ module LocalChannel =
 module SharedChannel =
     /// A channel of at most `capacity` items (rounded up to a power of two) from one shard to another: the writer
     /// binds to the shard that writes first, the reader to the one that reads first.
-    let bounded (capacity: int) : Channel<'T> = SharedChannel.CreateBounded<'T> capacity
+    let bounded (capacity: int) : Channel<'T> =
+        SharedChannel.CreateBounded<'T> capacity
 
 /// Pipe-friendly operations on any channel (Scipio's or .NET's): `channel |> Channel.write item`.
 /// <remarks>iter, iterAsync and fold read on the shard in a `shard { }` loop, so a long stream of items stays fair

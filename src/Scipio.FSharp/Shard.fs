@@ -34,7 +34,8 @@ module Shard =
         Scipio.Shard.SpawnInto(queue, Func<Task<'T>> work)
 
     /// Runs blocking `work` on a helper thread, off the shard; the result comes back to the shard.
-    let spawnBlocking (work: unit -> 'T) : Task<'T> = Scipio.Shard.SpawnBlocking(Func<'T> work)
+    let spawnBlocking (work: unit -> 'T) : Task<'T> =
+        Scipio.Shard.SpawnBlocking(Func<'T> work)
 
     /// Runs `work` on shard `shard` of this shard's pool; the result comes back here.
     let submitTo (shard: int) (work: unit -> Task<'T>) : Task<'T> =

@@ -25,8 +25,8 @@ type PreemptionSignal =
 
     /// Shard.NeedPreempt of the shard it was read on: its slice is over, a latency-sensitive queue waits, or work
     /// arrived from another thread. A few memory reads.
-    member signal.IsRaised
-        with [<MethodImpl(MethodImplOptions.AggressiveInlining)>] get () = signal.shard.NeedPreempt
+    [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
+    member signal.IsRaised() = signal.shard.NeedPreempt
 
 /// The builder behind `shard { }`: F#'s `task { }` (the same resumable state machine over FSharp.Core's TaskCode, the
 /// same Bind and ReturnFrom for Task, Task<'T>, ValueTask, ValueTask<'T>, Async and any awaitable, which it calls)
@@ -117,7 +117,7 @@ type ShardBuilder() =
                     // The body may hold resumption points: resuming branches straight into it.
                     let __stack_body_fin = body.Invoke(&sm)
 
-                    if __stack_body_fin && signal.IsRaised then
+                    if __stack_body_fin && signal.IsRaised() then
                         // The yield source never completes synchronously: suspend, and resume after the others ran.
                         let mutable awaiter = Shard.YieldIfNeeded().GetAwaiter()
                         let mutable __stack_resumed = awaiter.IsCompleted
@@ -140,7 +140,11 @@ type ShardBuilder() =
 
                 __stack_go
             else
-                ResumableCode.WhileDynamic(&sm, condition, ResumableCode.Combine(body, ShardBuilder.PreemptionPoint<'TOverall>())))
+                ResumableCode.WhileDynamic(
+                    &sm,
+                    condition,
+                    ResumableCode.Combine(body, ShardBuilder.PreemptionPoint<'TOverall>())
+                ))
 
     /// `for item in sequence do body`, with a preemption point after each iteration.
     member inline this.For(sequence: seq<'T>, body: 'T -> TaskCode<'TOverall, unit>) : TaskCode<'TOverall, unit> =
@@ -154,7 +158,9 @@ type ShardBuilder() =
         )
 
     /// `try body with handler`: catches what the body throws, before and after its awaits.
-    member inline _.TryWith(body: TaskCode<'TOverall, 'T>, handler: exn -> TaskCode<'TOverall, 'T>) : TaskCode<'TOverall, 'T> =
+    member inline _.TryWith
+        (body: TaskCode<'TOverall, 'T>, handler: exn -> TaskCode<'TOverall, 'T>)
+        : TaskCode<'TOverall, 'T> =
         ResumableCode.TryWith(body, handler)
 
     /// `try body finally compensation`: the compensation runs once the body is done, however it ends.
@@ -175,8 +181,7 @@ type ShardBuilder() =
         task.Using(resource, body)
 
     /// `and!` of two tasks: both run, the result pairs their results.
-    member inline _.MergeSources(first: Task<'T1>, second: Task<'T2>) =
-        task.MergeSources(first, second)
+    member inline _.MergeSources(first: Task<'T1>, second: Task<'T2>) = task.MergeSources(first, second)
 
     /// Runs the code as a Task on the current shard; throws InvalidOperationException off a shard.
     member inline _.Run(code: TaskCode<'T, 'T>) : Task<'T> =

@@ -15,14 +15,18 @@ module ScenarioGen =
     /// Valid shares (1..1000), with the bounds and round numbers more likely than a uniform draw makes them.
     let shares: Gen<int> =
         Gen.frequency
-            [ 6, Gen.choose (ShareMath.Min, ShareMath.Max)
-              1, Gen.elements [ ShareMath.Min; 2; 100; 500; ShareMath.Max - 1; ShareMath.Max ] ]
+            [
+                6, Gen.choose (ShareMath.Min, ShareMath.Max)
+                1, Gen.elements [ ShareMath.Min; 2; 100; 500; ShareMath.Max - 1; ShareMath.Max ]
+            ]
 
     /// A latency class: NotImportant two times in three, otherwise Matters with a budget of 10 µs to 10 ms.
     let latency: Gen<LatencyClass> =
         Gen.frequency
-            [ 2, Gen.constant LatencyClass.NotImportant
-              1, Gen.choose64 (Nanos.us 10.0, Nanos.ms 10.0) |> Gen.map LatencyClass.Matters ]
+            [
+                2, Gen.constant LatencyClass.NotImportant
+                1, Gen.choose64 (Nanos.us 10.0, Nanos.ms 10.0) |> Gen.map LatencyClass.Matters
+            ]
 
     /// A preempt interval of 0.5 to 2 ms (the shard's default is 1 ms).
     let preemptInterval: Gen<int64> = Gen.choose64 (Nanos.us 500.0, Nanos.ms 2.0)
@@ -39,7 +43,10 @@ module ScenarioGen =
     let taskLengths: Gen<int64 * int64> =
         gen {
             let! lo = Gen.choose64 (Nanos.us 5.0, Nanos.us 50.0)
-            let! spread = Gen.frequency [ 1, Gen.constant 0L; 3, Gen.choose64 (0L, Nanos.us 100.0) ]
+
+            let! spread =
+                Gen.frequency [ 1, Gen.constant 0L; 3, Gen.choose64 (0L, Nanos.us 100.0) ]
+
             return lo, lo + spread
         }
 
@@ -49,17 +56,20 @@ module ScenarioGen =
             let! lo, hi = tasks
 
             return
-                { Name = name
-                  Shares = shares
-                  Latency = latency
-                  TaskMinNs = lo
-                  TaskMaxNs = hi
-                  FirstWorkNs = 0L
-                  Work = Work.Hog }
+                {
+                    Name = name
+                    Shares = shares
+                    Latency = latency
+                    TaskMinNs = lo
+                    TaskMaxNs = hi
+                    FirstWorkNs = 0L
+                    Work = Work.Hog
+                }
         }
 
     /// hogOf with taskLengths.
-    let hog (name: string) (shares: int) (latency: LatencyClass) : Gen<QueueSpec> = hogOf taskLengths name shares latency
+    let hog (name: string) (shares: int) (latency: LatencyClass) : Gen<QueueSpec> =
+        hogOf taskLengths name shares latency
 
     /// A queue named `name` that works in bursts of 1 to 70 tasks from `tasks` and sleeps 10 µs to 22 ms in
     /// between, woken by a timer or a message, first at 0 to 10 ms.
@@ -81,13 +91,15 @@ module ScenarioGen =
             let! first = Gen.choose64 (0L, Nanos.ms 10.0)
 
             return
-                { Name = name
-                  Shares = shares
-                  Latency = latency
-                  TaskMinNs = lo
-                  TaskMaxNs = hi
-                  FirstWorkNs = first
-                  Work = Work.Bursty(tasksMin, tasksMax, sleepMin, sleepMax, wakeBy) }
+                {
+                    Name = name
+                    Shares = shares
+                    Latency = latency
+                    TaskMinNs = lo
+                    TaskMaxNs = hi
+                    FirstWorkNs = first
+                    Work = Work.Bursty(tasksMin, tasksMax, sleepMin, sleepMax, wakeBy)
+                }
         }
 
     /// burstyOf with taskLengths.
@@ -98,8 +110,10 @@ module ScenarioGen =
     /// tasks from `tasks`.
     let backgroundOf (tasks: Gen<int64 * int64>) (name: string) : Gen<QueueSpec> =
         Gen.frequency
-            [ 1, shares |> Gen.bind (fun s -> hogOf tasks name s LatencyClass.NotImportant)
-              2, burstyOf tasks name shares (Gen.constant LatencyClass.NotImportant) ]
+            [
+                1, shares |> Gen.bind (fun s -> hogOf tasks name s LatencyClass.NotImportant)
+                2, burstyOf tasks name shares (Gen.constant LatencyClass.NotImportant)
+            ]
 
     /// backgroundOf with taskLengths.
     let background (name: string) : Gen<QueueSpec> = backgroundOf taskLengths name
@@ -113,7 +127,10 @@ module ScenarioGen =
             match seen.TryGetValue q.Name with
             | true, count ->
                 seen[q.Name] <- count + 1
-                { q with Name = $"{q.Name}-{count + 1}" }
+
+                { q with
+                    Name = $"{q.Name}-{count + 1}"
+                }
             | _ ->
                 seen[q.Name] <- 1
                 q)
@@ -124,15 +141,20 @@ module ScenarioGen =
         gen {
             let! queues = queues
             let! interval = preemptInterval
-            let! spin = Gen.frequency [ 1, Gen.constant 0L; 1, Gen.choose64 (0L, Nanos.us 100.0) ]
+
+            let! spin =
+                Gen.frequency [ 1, Gen.constant 0L; 1, Gen.choose64 (0L, Nanos.us 100.0) ]
+
             let! seed = seed
 
             return
-                { Queues = uniqueNames queues
-                  PreemptIntervalNs = interval
-                  SpinNs = spin
-                  DurationNs = Nanos.seconds 1.0
-                  Seed = seed }
+                {
+                    Queues = uniqueNames queues
+                    PreemptIntervalNs = interval
+                    SpinNs = spin
+                    DurationNs = Nanos.seconds 1.0
+                    Seed = seed
+                }
         }
 
     /// `scenario` with the queues in a random order (the scheduler must not favour the first or the last).
@@ -149,19 +171,24 @@ module ScenarioShrink =
         seq {
             if q.TaskMaxNs > q.TaskMinNs then
                 { q with TaskMaxNs = q.TaskMinNs }
-                { q with TaskMaxNs = q.TaskMinNs + (q.TaskMaxNs - q.TaskMinNs) / 2L }
+
+                { q with
+                    TaskMaxNs = q.TaskMinNs + (q.TaskMaxNs - q.TaskMinNs) / 2L
+                }
 
             if q.TaskMinNs > Nanos.us 1.0 then
                 let lo = max (Nanos.us 1.0) (q.TaskMinNs / 2L)
 
                 { q with
                     TaskMinNs = lo
-                    TaskMaxNs = max lo (q.TaskMaxNs - (q.TaskMinNs - lo)) }
+                    TaskMaxNs = max lo (q.TaskMaxNs - (q.TaskMinNs - lo))
+                }
 
             match q.Work with
             | Work.Bursty(lo, hi, sleepMin, sleepMax, wakeBy) when hi > lo ->
                 { q with
-                    Work = Work.Bursty(lo, lo, sleepMin, sleepMax, wakeBy) }
+                    Work = Work.Bursty(lo, lo, sleepMin, sleepMax, wakeBy)
+                }
             | _ -> ()
 
             if q.Shares <> 100 then
@@ -177,24 +204,35 @@ module ScenarioShrink =
         seq {
             for i in 0 .. s.Queues.Length - 1 do
                 if not (keep s.Queues[i]) && s.Queues.Length > 1 then
-                    { s with Queues = Array.removeAt i s.Queues }
+                    { s with
+                        Queues = Array.removeAt i s.Queues
+                    }
 
             if s.DurationNs >= Nanos.ms 100.0 then
-                { s with DurationNs = s.DurationNs / 2L }
+                { s with
+                    DurationNs = s.DurationNs / 2L
+                }
 
             for i in 0 .. s.Queues.Length - 1 do
                 if not (keep s.Queues[i]) then
                     for simpler in queue s.Queues[i] do
-                        { s with Queues = Array.updateAt i simpler s.Queues }
+                        { s with
+                            Queues = Array.updateAt i simpler s.Queues
+                        }
         }
 
-/// FsCheck arbitraries of scenarios (generator and shrinker): `Prop.forAll (ScenarioArb.withBackground [ mine ] 8) …`.
+/// FsCheck arbitraries of scenarios (generator and shrinker):
+/// `Prop.forAll (ScenarioArb.withBackground [ mine ] 8) …`.
 [<RequireQualifiedAccess>]
 module ScenarioArb =
     /// Scenarios of your `queues`, kept as they are, beside 0 to `maxBackground` throughput queues from
     /// `background` (named "background", made unique): FsCheck searches the background for a counterexample, and
     /// shrinks it to the fewest, simplest background queues that still fail.
-    let withBackgroundOf (background: Gen<QueueSpec>) (queues: QueueSpec list) (maxBackground: int) : Arbitrary<Scenario> =
+    let withBackgroundOf
+        (background: Gen<QueueSpec>)
+        (queues: QueueSpec list)
+        (maxBackground: int)
+        : Arbitrary<Scenario> =
         let mine = queues |> List.map _.Name |> Set.ofList
 
         let generator =
@@ -216,15 +254,19 @@ module ScenarioArb =
     let any: Arbitrary<Scenario> =
         let queue =
             Gen.frequency
-                [ 1,
-                  gen {
-                      let! shares = ScenarioGen.shares
-                      let! latency = ScenarioGen.latency
-                      return! ScenarioGen.hog "hog" shares latency
-                  }
-                  2, ScenarioGen.bursty "bursty" ScenarioGen.shares ScenarioGen.latency ]
+                [
+                    1,
+                    gen {
+                        let! shares = ScenarioGen.shares
+                        let! latency = ScenarioGen.latency
+                        return! ScenarioGen.hog "hog" shares latency
+                    }
+                    2, ScenarioGen.bursty "bursty" ScenarioGen.shares ScenarioGen.latency
+                ]
 
         let generator =
-            Gen.choose (1, 8) |> Gen.bind (fun n -> Gen.arrayOfLength n queue) |> ScenarioGen.shuffledScenario
+            Gen.choose (1, 8)
+            |> Gen.bind (fun n -> Gen.arrayOfLength n queue)
+            |> ScenarioGen.shuffledScenario
 
         Arb.fromGenShrink (generator, ScenarioShrink.scenario (fun _ -> false))

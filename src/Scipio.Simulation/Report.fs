@@ -21,7 +21,13 @@ type Distribution =
 [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
 module Distribution =
     /// No durations.
-    let empty = { Count = 0; P50Ns = 0L; P99Ns = 0L; MaxNs = 0L }
+    let empty =
+        {
+            Count = 0
+            P50Ns = 0L
+            P99Ns = 0L
+            MaxNs = 0L
+        }
 
     /// The `p`-th percentile (0 < p <= 100) of sorted values, by nearest rank.
     let private percentile (sorted: int64 array) (p: float) =
@@ -35,10 +41,12 @@ module Distribution =
         if sorted.Length = 0 then
             empty
         else
-            { Count = sorted.Length
-              P50Ns = percentile sorted 50.0
-              P99Ns = percentile sorted 99.0
-              MaxNs = sorted[sorted.Length - 1] }
+            {
+                Count = sorted.Length
+                P50Ns = percentile sorted 50.0
+                P99Ns = percentile sorted 99.0
+                MaxNs = sorted[sorted.Length - 1]
+            }
 
 /// What one queue got in a simulation.
 type QueueReport =
@@ -87,42 +95,54 @@ module Report =
     let ofTrace (scenario: Scenario) (trace: Trace) : Report =
         let n = scenario.Queues.Length
         let busy = trace.Final |> Array.sumBy _.RuntimeNs
-        let runsOf = Array.init n (fun q -> trace.Runs |> Array.filter (fun r -> r.Queue = q))
+
+        let runsOf =
+            Array.init n (fun q -> trace.Runs |> Array.filter (fun r -> r.Queue = q))
 
         let wakeToRun q =
             let starts = runsOf[q] |> Array.map _.StartNs
 
-            [| for w in trace.Wakes do
-                   if w.Queue = q then
-                       // The first run at or after the shell noticed the work.
-                       let found = Array.BinarySearch(starts, w.AtNs)
-                       let next = if found >= 0 then found else ~~~found
-                       let start = if next < starts.Length then starts[next] else trace.EndNs
-                       start - w.DueNs |]
+            [|
+                for w in trace.Wakes do
+                    if w.Queue = q then
+                        // The first run at or after the shell noticed the work.
+                        let found = Array.BinarySearch(starts, w.AtNs)
+                        let next = if found >= 0 then found else ~~~found
+                        let start = if next < starts.Length then starts[next] else trace.EndNs
+                        start - w.DueNs
+            |]
 
         let queues =
             Array.init n (fun q ->
                 let spec = scenario.Queues[q]
                 let wakes = Distribution.ofSeq (wakeToRun q)
 
-                { Name = spec.Name
-                  Shares = spec.Shares
-                  Latency = spec.Latency
-                  CpuNs = trace.Final[q].RuntimeNs
-                  CpuShare = if busy = 0L then 0.0 else float trace.Final[q].RuntimeNs / float busy
-                  RunLength = runsOf[q] |> Array.map (fun r -> r.EndNs - r.StartNs) |> Distribution.ofSeq
-                  WakeToRun = wakes
-                  MaxWaitNs = trace.MaxWaitNs[q]
-                  BudgetHeld =
-                    match spec.Latency with
-                    | LatencyClass.Matters budget -> wakes.MaxNs <= budget
-                    | LatencyClass.NotImportant -> true })
+                {
+                    Name = spec.Name
+                    Shares = spec.Shares
+                    Latency = spec.Latency
+                    CpuNs = trace.Final[q].RuntimeNs
+                    CpuShare =
+                        if busy = 0L then
+                            0.0
+                        else
+                            float trace.Final[q].RuntimeNs / float busy
+                    RunLength = runsOf[q] |> Array.map (fun r -> r.EndNs - r.StartNs) |> Distribution.ofSeq
+                    WakeToRun = wakes
+                    MaxWaitNs = trace.MaxWaitNs[q]
+                    BudgetHeld =
+                        match spec.Latency with
+                        | LatencyClass.Matters budget -> wakes.MaxNs <= budget
+                        | LatencyClass.NotImportant -> true
+                })
 
-        { Scenario = scenario
-          Queues = queues
-          EndNs = trace.EndNs
-          IdleNs = trace.IdleNs
-          Trace = trace }
+        {
+            Scenario = scenario
+            Queues = queues
+            EndNs = trace.EndNs
+            IdleNs = trace.IdleNs
+            Trace = trace
+        }
 
     /// The queue named `name`. KeyNotFoundException (naming the queues there are) if there is none.
     let queue (name: string) (report: Report) : QueueReport =
@@ -133,7 +153,8 @@ module Report =
             raise (Collections.Generic.KeyNotFoundException($"No queue named '{name}' in the report; it has {names}."))
 
     /// Whether every latency-sensitive queue held its budget.
-    let budgetsHeld (report: Report) = report.Queues |> Array.forall _.BudgetHeld
+    let budgetsHeld (report: Report) =
+        report.Queues |> Array.forall _.BudgetHeld
 
     /// A latency class as a report spells it.
     let private latencyText (latency: LatencyClass) =
@@ -150,8 +171,10 @@ module Report =
         let line (value: string) =
             text.Append(value).Append('\n') |> ignore
 
-        line
-            $"simulated {Nanos.format report.EndNs} (idle {Nanos.format report.IdleNs}), preempt interval {Nanos.format s.PreemptIntervalNs}, seed {s.Seed}"
+        line (
+            $"simulated {Nanos.format report.EndNs} (idle {Nanos.format report.IdleNs}), "
+            + $"preempt interval {Nanos.format s.PreemptIntervalNs}, seed {s.Seed}"
+        )
 
         let spread (d: Distribution) =
             if d.Count = 0 then

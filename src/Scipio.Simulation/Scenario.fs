@@ -92,37 +92,43 @@ type Scenario =
 module QueueSpec =
     /// A throughput queue that always has work, from the start, with tasks of 10 to 50 µs.
     let hog (name: string) (shares: int) =
-        { Name = name
-          Shares = shares
-          Latency = LatencyClass.NotImportant
-          TaskMinNs = Nanos.us 10.0
-          TaskMaxNs = Nanos.us 50.0
-          FirstWorkNs = 0L
-          Work = Work.Hog }
+        {
+            Name = name
+            Shares = shares
+            Latency = LatencyClass.NotImportant
+            TaskMinNs = Nanos.us 10.0
+            TaskMaxNs = Nanos.us 50.0
+            FirstWorkNs = 0L
+            Work = Work.Hog
+        }
 
     /// A throughput queue that works in bursts of `tasksMin..tasksMax` tasks of 10 to 50 µs and sleeps
     /// `sleepMinNs..sleepMaxNs` between them, woken by a timer.
     let bursty (name: string) (shares: int) (tasksMin: int, tasksMax: int) (sleepMinNs: int64, sleepMaxNs: int64) =
         { hog name shares with
-            Work = Work.Bursty(tasksMin, tasksMax, sleepMinNs, sleepMaxNs, WakeSource.Timer) }
+            Work = Work.Bursty(tasksMin, tasksMax, sleepMinNs, sleepMaxNs, WakeSource.Timer)
+        }
 
     /// The same queue with latency class `Matters budgetNs`.
     let matters (budgetNs: int64) (queue: QueueSpec) =
         { queue with
-            Latency = LatencyClass.Matters budgetNs }
+            Latency = LatencyClass.Matters budgetNs
+        }
 
     /// The same queue with tasks of `minNs..maxNs`.
     let withTasks (minNs: int64) (maxNs: int64) (queue: QueueSpec) =
         { queue with
             TaskMinNs = minNs
-            TaskMaxNs = maxNs }
+            TaskMaxNs = maxNs
+        }
 
     /// The same queue, woken by `source` after its sleeps (a bursty queue; a hog is left as it is).
     let wokenBy (source: WakeSource) (queue: QueueSpec) =
         match queue.Work with
         | Work.Bursty(lo, hi, sleepMin, sleepMax, _) ->
             { queue with
-                Work = Work.Bursty(lo, hi, sleepMin, sleepMax, source) }
+                Work = Work.Bursty(lo, hi, sleepMin, sleepMax, source)
+            }
         | Work.Hog -> queue
 
     /// The same queue, first getting work at `atNs`.
@@ -130,24 +136,26 @@ module QueueSpec =
 
     /// The errors that make the queue unusable, empty if none.
     let errors (queue: QueueSpec) =
-        [ if not (ShareMath.isValid queue.Shares) then
-              $"queue '{queue.Name}': shares {queue.Shares} is not within {ShareMath.Min}..{ShareMath.Max}"
-          match queue.Latency with
-          | LatencyClass.Matters budget when budget <= 0L ->
-              $"queue '{queue.Name}': a latency budget must be positive, not {budget} ns"
-          | _ -> ()
-          if queue.TaskMinNs < 1L || queue.TaskMaxNs < queue.TaskMinNs then
-              $"queue '{queue.Name}': tasks of {queue.TaskMinNs}..{queue.TaskMaxNs} ns; they need 1 <= min <= max"
-          if queue.FirstWorkNs < 0L then
-              $"queue '{queue.Name}': FirstWorkNs {queue.FirstWorkNs} is negative"
-          match queue.Work with
-          | Work.Bursty(lo, hi, sleepMin, sleepMax, _) ->
-              if lo < 1 || hi < lo then
-                  $"queue '{queue.Name}': bursts of {lo}..{hi} tasks; they need 1 <= min <= max"
+        [
+            if not (ShareMath.isValid queue.Shares) then
+                $"queue '{queue.Name}': shares {queue.Shares} is not within {ShareMath.Min}..{ShareMath.Max}"
+            match queue.Latency with
+            | LatencyClass.Matters budget when budget <= 0L ->
+                $"queue '{queue.Name}': a latency budget must be positive, not {budget} ns"
+            | _ -> ()
+            if queue.TaskMinNs < 1L || queue.TaskMaxNs < queue.TaskMinNs then
+                $"queue '{queue.Name}': tasks of {queue.TaskMinNs}..{queue.TaskMaxNs} ns; they need 1 <= min <= max"
+            if queue.FirstWorkNs < 0L then
+                $"queue '{queue.Name}': FirstWorkNs {queue.FirstWorkNs} is negative"
+            match queue.Work with
+            | Work.Bursty(lo, hi, sleepMin, sleepMax, _) ->
+                if lo < 1 || hi < lo then
+                    $"queue '{queue.Name}': bursts of {lo}..{hi} tasks; they need 1 <= min <= max"
 
-              if sleepMin < 0L || sleepMax < sleepMin then
-                  $"queue '{queue.Name}': sleeps of {sleepMin}..{sleepMax} ns; they need 0 <= min <= max"
-          | Work.Hog -> () ]
+                if sleepMin < 0L || sleepMax < sleepMin then
+                    $"queue '{queue.Name}': sleeps of {sleepMin}..{sleepMax} ns; they need 0 <= min <= max"
+            | Work.Hog -> ()
+        ]
 
 /// Builds and changes Scenarios: `Scenario.create [ requests; batch ] |> Scenario.withSeed 42UL`.
 [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
@@ -155,35 +163,43 @@ module Scenario =
     /// The queues on a shard with the default options (preempt interval 1 ms, no spinning), simulated for one
     /// second from seed 1.
     let create (queues: QueueSpec seq) =
-        { Queues = Array.ofSeq queues
-          PreemptIntervalNs = Nanos.ms 1.0
-          SpinNs = 0L
-          DurationNs = Nanos.seconds 1.0
-          Seed = 1UL }
+        {
+            Queues = Array.ofSeq queues
+            PreemptIntervalNs = Nanos.ms 1.0
+            SpinNs = 0L
+            DurationNs = Nanos.seconds 1.0
+            Seed = 1UL
+        }
 
     /// The same scenario with another preempt interval.
     let withPreemptInterval (intervalNs: int64) (scenario: Scenario) =
         { scenario with
-            PreemptIntervalNs = intervalNs }
+            PreemptIntervalNs = intervalNs
+        }
 
     /// The same scenario simulated for `durationNs`.
-    let withDuration (durationNs: int64) (scenario: Scenario) = { scenario with DurationNs = durationNs }
+    let withDuration (durationNs: int64) (scenario: Scenario) =
+        { scenario with
+            DurationNs = durationNs
+        }
 
     /// The same scenario from another seed.
     let withSeed (seed: uint64) (scenario: Scenario) = { scenario with Seed = seed }
 
     /// The errors that make the scenario unusable (its queues' included), empty if none.
     let errors (scenario: Scenario) =
-        [ if scenario.Queues.Length = 0 then
-              "a scenario needs at least one queue"
-          if scenario.PreemptIntervalNs < 1L then
-              $"the preempt interval must be positive, not {scenario.PreemptIntervalNs} ns"
-          if scenario.SpinNs < 0L then
-              $"SpinNs must not be negative, not {scenario.SpinNs} ns"
-          if scenario.DurationNs < 1L then
-              $"the duration must be positive, not {scenario.DurationNs} ns"
-          for q in scenario.Queues do
-              yield! QueueSpec.errors q ]
+        [
+            if scenario.Queues.Length = 0 then
+                "a scenario needs at least one queue"
+            if scenario.PreemptIntervalNs < 1L then
+                $"the preempt interval must be positive, not {scenario.PreemptIntervalNs} ns"
+            if scenario.SpinNs < 0L then
+                $"SpinNs must not be negative, not {scenario.SpinNs} ns"
+            if scenario.DurationNs < 1L then
+                $"the duration must be positive, not {scenario.DurationNs} ns"
+            for q in scenario.Queues do
+                yield! QueueSpec.errors q
+        ]
 
     /// Throws ArgumentException naming what is wrong, if anything.
     let validate (scenario: Scenario) =

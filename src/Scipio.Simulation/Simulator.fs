@@ -71,8 +71,8 @@ type Trace =
     }
 
 /// A deterministic simulator of one shard's run loop, driven through the Loop transitions the shell calls, in the same
-/// order (DESIGN.md §3): reap (Loop.preemptFired) → fire due timers and deliver messages (Loop.wake) → Loop.pick →
-/// Loop.beginRun → Loop.checkPreemption → run tasks, after each one Loop.afterTask (and Loop.needsCheck /
+/// order (DESIGN.md §3): reap (Loop.preemptFired) → fire due timers and deliver messages (Loop.wake) →
+/// Loop.pick → Loop.beginRun → Loop.checkPreemption → run tasks, after each one Loop.afterTask (and Loop.needsCheck /
 /// checkPreemption for the timers it sets and the queues it wakes) → Loop.endRun; and when nothing is runnable,
 /// Loop.idle decides between spinning and parking. The simulator keeps no watermark, runnable count or preemption
 /// timer of its own. Time is simulated: a task "runs" by moving the clock on by its length, drawn from a seeded
@@ -125,7 +125,8 @@ module Simulator =
                 let next = timers.NextDeadline
                 evaluatedAt <- now
                 nextTimer <- next
-                wanted <- TaskQueues.preemptDeadline (ReadOnlySpan states) loop.Running scenario.PreemptIntervalNs next now
+                wanted <-
+                    TaskQueues.preemptDeadline (ReadOnlySpan states) loop.Running scenario.PreemptIntervalNs next now
 
         /// Loop.checkPreemption for the running queue at `now`; the simulator's preemption timer is the state's.
         let checkPreemption () =
@@ -193,7 +194,8 @@ module Simulator =
             schedule i specs[i].FirstWorkNs
 
         while now < scenario.DurationNs do
-            // Reap: the preemption timer's completion, and the messages that arrived while the shard was busy or parked.
+            // Reap: the preemption timer's completion, and the messages that arrived while the shard was busy or
+            // parked.
             if loop.PreemptTimerNs <= now then
                 loop <- Loop.preemptFired loop
 
@@ -213,7 +215,8 @@ module Simulator =
                 let until, parked =
                     match decision with
                     | IdleDecision.Continue -> failwith $"Loop.idle said Continue at {now} with nothing runnable or due"
-                    | IdleDecision.Spin -> min (loop.IdleSinceNs + scenario.SpinNs) (min timers.NextDeadline nextMessage), false
+                    | IdleDecision.Spin ->
+                        min (loop.IdleSinceNs + scenario.SpinNs) (min timers.NextDeadline nextMessage), false
                     | IdleDecision.Park timeout -> min (Time.addSaturating now timeout) nextMessage, true
 
                 let until = min until scenario.DurationNs

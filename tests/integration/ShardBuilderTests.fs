@@ -177,13 +177,15 @@ let rec viaTask (env: Env) (steps: Step list) : Task<unit> =
 let private program =
     let leaf =
         Gen.frequency
-            [ 4, Gen.choose (-100, 100) |> Gen.map Add
-              2, Gen.choose (0, 100) |> Gen.map AwaitTask
-              2, Gen.choose (0, 100) |> Gen.map AwaitValueTask
-              1, Gen.choose (0, 100) |> Gen.map AwaitAsync
-              2, Gen.constant Suspend
-              2, Gen.choose (0, 150) |> Gen.map Spin
-              1, Gen.choose (1, 9) |> Gen.map Throw ]
+            [
+                4, Gen.choose (-100, 100) |> Gen.map Add
+                2, Gen.choose (0, 100) |> Gen.map AwaitTask
+                2, Gen.choose (0, 100) |> Gen.map AwaitValueTask
+                1, Gen.choose (0, 100) |> Gen.map AwaitAsync
+                2, Gen.constant Suspend
+                2, Gen.choose (0, 150) |> Gen.map Spin
+                1, Gen.choose (1, 9) |> Gen.map Throw
+            ]
 
     let rec steps depth =
         gen {
@@ -198,12 +200,18 @@ let private program =
             let inner = steps (depth - 1)
 
             Gen.frequency
-                [ 6, leaf
-                  1, Gen.map2 (fun b h -> TryWith(b, h)) inner inner
-                  1, Gen.map2 (fun b c -> TryFinally(b, c)) inner (Gen.listOf (Gen.choose (0, 9) |> Gen.map Add))
-                  1, Gen.map Use inner
-                  1, Gen.map2 (fun k b -> While(k, b)) (Gen.choose (0, 4)) inner
-                  1, Gen.map2 (fun xs b -> For(xs, b)) (Gen.listOf (Gen.choose (0, 9)) |> Gen.map (List.truncate 4)) inner ]
+                [
+                    6, leaf
+                    1, Gen.map2 (fun b h -> TryWith(b, h)) inner inner
+                    1, Gen.map2 (fun b c -> TryFinally(b, c)) inner (Gen.listOf (Gen.choose (0, 9) |> Gen.map Add))
+                    1, Gen.map Use inner
+                    1, Gen.map2 (fun k b -> While(k, b)) (Gen.choose (0, 4)) inner
+                    1,
+                    Gen.map2
+                        (fun xs b -> For(xs, b))
+                        (Gen.listOf (Gen.choose (0, 9)) |> Gen.map (List.truncate 4))
+                        inner
+                ]
 
     steps 3 |> Arb.fromGen
 
@@ -252,13 +260,17 @@ let private preemptive () =
 
 let private sameResults =
     testPropertyWithConfig
-        { FsCheckConfig.defaultConfig with maxTest = 60 }
+        { FsCheckConfig.defaultConfig with
+            maxTest = 60
+        }
         "shard { } and task { } give the same results and the same effects, beside a queue that takes the CPU"
     <| Prop.forAll program (fun steps ->
         let viaShardResult, viaTaskResult, preempted =
             runShardWith (preemptive ()) (fun () ->
                 task {
-                    let background = TaskQueue.create "background" (Shares.Static 100) Latency.NotImportant
+                    let background =
+                        TaskQueue.create "background" (Shares.Static 100) Latency.NotImportant
+
                     let stop = { IsSet = false }
                     let hog = spawnInto background (hog stop)
                     let before = Shard.Stats.Preemptions
@@ -277,34 +289,40 @@ let private sameResults =
 let private offShard =
     testList
         "off a shard"
-        [ test "shard { } started off a shard throws InvalidOperationException at once, as the C# API does" {
-              let thrown = thrownBy (fun () -> shard { return 1 })
-              let e = expectExactExn<InvalidOperationException> "shard { } on the test thread" thrown
-              Expect.stringContains e.Message "shard { }" "the message names the builder"
-              Expect.stringContains e.Message "Shard.Run" "and says where it works"
-          }
+        [
+            test "shard { } started off a shard throws InvalidOperationException at once, as the C# API does" {
+                let thrown = thrownBy (fun () -> shard { return 1 })
 
-          test "a shard { } loop that runs after leaving the shard faults its task with InvalidOperationException" {
-              let thrown =
-                  runShard (fun () ->
-                      thrownByTask (fun () ->
-                          shard {
-                              do! Task.Delay(1).ConfigureAwait(false)
-                              let mutable i = 0
+                let e =
+                    expectExactExn<InvalidOperationException> "shard { } on the test thread" thrown
 
-                              while i < 3 do
-                                  i <- i + 1
+                Expect.stringContains e.Message "shard { }" "the message names the builder"
+                Expect.stringContains e.Message "Shard.Run" "and says where it works"
+            }
 
-                              return i
-                          }))
+            test "a shard { } loop that runs after leaving the shard faults its task with InvalidOperationException" {
+                let thrown =
+                    runShard (fun () ->
+                        thrownByTask (fun () ->
+                            shard {
+                                do! Task.Delay(1).ConfigureAwait(false)
+                                let mutable i = 0
 
-              expectExactExn<InvalidOperationException> "a loop off the shard" thrown |> ignore
-          }
+                                while i < 3 do
+                                    i <- i + 1
 
-          test "Shard.Run(fun () -> shard { … }) resolves to the C# API and returns the result" {
-              let result = Shard.Run(fun () -> shard { return 42 })
-              Expect.equal result 42 "Shard.Run with a shard { }"
-          } ]
+                                return i
+                            }))
+
+                expectExactExn<InvalidOperationException> "a loop off the shard" thrown
+                |> ignore
+            }
+
+            test "Shard.Run(fun () -> shard { … }) resolves to the C# API and returns the result" {
+                let result = Shard.Run(fun () -> shard { return 42 })
+                Expect.equal result 42 "Shard.Run with a shard { }"
+            }
+        ]
 
 // ---- allocation and preemption points ----
 
@@ -314,109 +332,115 @@ let private iterations = 10_000_000L
 let private allocation =
     testList
         "allocation"
-        [ test "a shard { } while loop allocates nothing per iteration" {
-              let bytes, result =
-                  runShard (fun () ->
-                      task {
-                          let before = GC.GetAllocatedBytesForCurrentThread()
+        [
+            test "a shard { } while loop allocates nothing per iteration" {
+                let bytes, result =
+                    runShard (fun () ->
+                        task {
+                            let before = GC.GetAllocatedBytesForCurrentThread()
 
-                          let! sum =
-                              shard {
-                                  let mutable i = 0L
-                                  let mutable acc = 0L
+                            let! sum =
+                                shard {
+                                    let mutable i = 0L
+                                    let mutable acc = 0L
 
-                                  while i < iterations do
-                                      acc <- acc + i
-                                      i <- i + 1L
+                                    while i < iterations do
+                                        acc <- acc + i
+                                        i <- i + 1L
 
-                                  return acc
-                              }
+                                    return acc
+                                }
 
-                          return GC.GetAllocatedBytesForCurrentThread() - before, sum
-                      })
+                            return GC.GetAllocatedBytesForCurrentThread() - before, sum
+                        })
 
-              Expect.equal result (iterations * (iterations - 1L) / 2L) "the loop ran"
-              // The task and the loop's two mutables (F# keeps a mutable that a loop of a computation expression
-              // uses in a ref cell, as task { } does) are allocated once; nothing per iteration.
-              Expect.isLessThan bytes 1024L $"{bytes} B over {iterations} iterations"
-          }
+                Expect.equal result (iterations * (iterations - 1L) / 2L) "the loop ran"
+                // The task and the loop's two mutables (F# keeps a mutable that a loop of a computation expression
+                // uses in a ref cell, as task { } does) are allocated once; nothing per iteration.
+                Expect.isLessThan bytes 1024L $"{bytes} B over {iterations} iterations"
+            }
 
-          test "a shard { } for loop over an array allocates its enumerator once, nothing per iteration" {
-              let items = Array.init 1_000_000 id
+            test "a shard { } for loop over an array allocates its enumerator once, nothing per iteration" {
+                let items = Array.init 1_000_000 id
 
-              let bytes, result =
-                  runShard (fun () ->
-                      task {
-                          let before = GC.GetAllocatedBytesForCurrentThread()
+                let bytes, result =
+                    runShard (fun () ->
+                        task {
+                            let before = GC.GetAllocatedBytesForCurrentThread()
 
-                          let! sum =
-                              shard {
-                                  let mutable acc = 0L
+                            let! sum =
+                                shard {
+                                    let mutable acc = 0L
 
-                                  for x in items do
-                                      acc <- acc + int64 x
+                                    for x in items do
+                                        acc <- acc + int64 x
 
-                                  return acc
-                              }
+                                    return acc
+                                }
 
-                          return GC.GetAllocatedBytesForCurrentThread() - before, sum
-                      })
+                            return GC.GetAllocatedBytesForCurrentThread() - before, sum
+                        })
 
-              Expect.equal result (Array.sumBy int64 items) "the loop ran"
-              Expect.isLessThan bytes 1024L $"{bytes} B over {items.Length} iterations"
-          }
+                Expect.equal result (Array.sumBy int64 items) "the loop ran"
+                Expect.isLessThan bytes 1024L $"{bytes} B over {items.Length} iterations"
+            }
 
-          test "a shard { } loop beside another queue yields at its preemption points and allocates nothing per yield" {
-              let bytes, picked, yields =
-                  runShardWith (preemptive ()) (fun () ->
-                      task {
-                          let background = TaskQueue.create "background" (Shares.Static 100) Latency.NotImportant
-                          let stop = { IsSet = false }
-                          let hog = spawnInto background (hog stop)
-                          let main = Shard.currentQueue ()
-                          let pickedBefore = main.Stats.QueueSelected
-                          let before = GC.GetAllocatedBytesForCurrentThread()
+            test "a shard { } loop beside another queue yields at its preemption points, allocating nothing per yield" {
+                let bytes, picked, yields =
+                    runShardWith (preemptive ()) (fun () ->
+                        task {
+                            let background =
+                                TaskQueue.create "background" (Shares.Static 100) Latency.NotImportant
 
-                          let! yields =
-                              shard {
-                                  let mutable i = 0L
-                                  let mutable x = 0x9E3779B97F4A7C15UL
+                            let stop = { IsSet = false }
+                            let hog = spawnInto background (hog stop)
+                            let main = Shard.currentQueue ()
+                            let pickedBefore = main.Stats.QueueSelected
+                            let before = GC.GetAllocatedBytesForCurrentThread()
 
-                                  while i < iterations do
-                                      x <- x * 6364136223846793005UL + 1442695040888963407UL
-                                      i <- i + 1L
+                            let! yields =
+                                shard {
+                                    let mutable i = 0L
+                                    let mutable x = 0x9E3779B97F4A7C15UL
 
-                                  return if x = 0UL then -1L else i
-                              }
+                                    while i < iterations do
+                                        x <- x * 6364136223846793005UL + 1442695040888963407UL
+                                        i <- i + 1L
 
-                          let bytes = GC.GetAllocatedBytesForCurrentThread() - before
-                          stop.IsSet <- true
-                          let! _ = hog
-                          return bytes, main.Stats.QueueSelected - pickedBefore, yields
-                      })
+                                    return if x = 0UL then -1L else i
+                                }
 
-              Expect.equal yields iterations "the loop ran to its end"
-              Expect.isGreaterThan picked 1L "the loop gave the CPU back and was picked again"
-              // Its state machine is boxed at the first yield; the hog's queue allocates nothing either.
-              Expect.isLessThan bytes 4096L $"{bytes} B over {iterations} iterations and {picked} picks"
-          } ]
+                            let bytes = GC.GetAllocatedBytesForCurrentThread() - before
+                            stop.IsSet <- true
+                            let! _ = hog
+                            return bytes, main.Stats.QueueSelected - pickedBefore, yields
+                        })
+
+                Expect.equal yields iterations "the loop ran to its end"
+                Expect.isGreaterThan picked 1L "the loop gave the CPU back and was picked again"
+                // Its state machine is boxed at the first yield; the hog's queue allocates nothing either.
+                Expect.isLessThan bytes 4096L $"{bytes} B over {iterations} iterations and {picked} picks"
+            }
+        ]
 
 // ---- a long loop beside a latency-sensitive queue ----
 
 /// What the latency-sensitive queue saw while a long loop ran in another queue.
 type private LoopRun =
-    { Iterations: int64
-      /// How long the loop ran, in ms.
-      LoopMs: float
-      /// Times the loop's queue was picked while the loop ran (1: it never gave the CPU back).
-      LoopPicks: int64
-      /// Wakes of the latency-sensitive queue that ran while the loop was still going.
-      WakesDuringLoop: int
-      /// Wakes that fell due while the loop ran (whenever they ran).
-      Samples: int
-      /// Their wake-to-run delays (timer deadline to running), in ms.
-      P99Ms: float
-      MaxMs: float }
+    {
+        Iterations: int64
+        /// How long the loop ran, in ms.
+        LoopMs: float
+        /// Times the loop's queue was picked while the loop ran (1: it never gave the CPU back).
+        LoopPicks: int64
+        /// Wakes of the latency-sensitive queue that ran while the loop was still going.
+        WakesDuringLoop: int
+        /// Wakes that fell due while the loop ran (whenever they ran).
+        Samples: int
+        /// Their wake-to-run delays (timer deadline to running), in ms.
+        P99Ms: float
+        MaxMs: float
+    }
 
 /// The loop's iterations: 100 million.
 let private longLoop = 100_000_000L
@@ -432,7 +456,9 @@ let inline private step (x: uint64) =
 let private besideLatencyQueue (loop: unit -> Task<int64>) : LoopRun =
     runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
         task {
-            let sensitive = TaskQueue.create "latency" (Shares.Static 100) (Latency.Matters(ms 2.0))
+            let sensitive =
+                TaskQueue.create "latency" (Shares.Static 100) (Latency.Matters(ms 2.0))
+
             let batch = TaskQueue.create "loop" (Shares.Static 100) Latency.NotImportant
             let running = { IsSet = false }
             let finished = { IsSet = false }
@@ -447,7 +473,10 @@ let private besideLatencyQueue (loop: unit -> Task<int64>) : LoopRun =
                         while not finished.IsSet do
                             let due = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 1000L
                             do! Shard.Sleep(ms 1.0)
-                            let late = float (Stopwatch.GetTimestamp() - due) * 1000.0 / float Stopwatch.Frequency
+
+                            let late =
+                                float (Stopwatch.GetTimestamp() - due) * 1000.0 / float Stopwatch.Frequency
+
                             wakes.Add(struct (due, late, running.IsSet))
                     })
 
@@ -471,9 +500,11 @@ let private besideLatencyQueue (loop: unit -> Task<int64>) : LoopRun =
             do! sampler
 
             let sorted =
-                [| for struct (due, late, _) in wakes do
-                       if due >= loopStart && due <= loopEnd then
-                           late |]
+                [|
+                    for struct (due, late, _) in wakes do
+                        if due >= loopStart && due <= loopEnd then
+                            late
+                |]
                 |> Array.sort
 
             let percentile p =
@@ -483,13 +514,15 @@ let private besideLatencyQueue (loop: unit -> Task<int64>) : LoopRun =
                     sorted[max 0 (int (ceil (p * float sorted.Length)) - 1)]
 
             return
-                { Iterations = iterations
-                  LoopMs = float (loopEnd - loopStart) * 1000.0 / float Stopwatch.Frequency
-                  LoopPicks = picks
-                  WakesDuringLoop = wakes |> Seq.filter (fun struct (_, _, during) -> during) |> Seq.length
-                  Samples = sorted.Length
-                  P99Ms = percentile 0.99
-                  MaxMs = percentile 1.0 }
+                {
+                    Iterations = iterations
+                    LoopMs = float (loopEnd - loopStart) * 1000.0 / float Stopwatch.Frequency
+                    LoopPicks = picks
+                    WakesDuringLoop = wakes |> Seq.filter (fun struct (_, _, during) -> during) |> Seq.length
+                    Samples = sorted.Length
+                    P99Ms = percentile 0.99
+                    MaxMs = percentile 1.0
+                }
         })
 
 let private longLoops =
@@ -530,7 +563,8 @@ let private longLoops =
 
         let line (what: string) (r: LoopRun) =
             printfn
-                "  %-34s %6.0f ms: %4d wakes fell due, %4d ran during it; wake-to-run p99 %6.2f ms, max %6.2f ms; its queue picked %d time(s)"
+                "  %-34s %6.0f ms: %4d wakes fell due, %4d ran during it; wake-to-run p99 %6.2f ms, max %6.2f ms; \
+                 its queue picked %d time(s)"
                 what
                 r.LoopMs
                 r.Samples
@@ -547,7 +581,11 @@ let private longLoops =
         Expect.equal viaShard.Iterations longLoop "the shard { } loop ran to its end"
         Expect.equal viaTask.Iterations longLoop "the task { } loop ran to its end"
         Expect.isGreaterThan viaShard.LoopPicks 1L "the shard { } loop gave the CPU back at its preemption points"
-        Expect.isGreaterThan viaShard.WakesDuringLoop 0 "the latency-sensitive queue ran while the shard { } loop went on"
+
+        Expect.isGreaterThan
+            viaShard.WakesDuringLoop
+            0
+            "the latency-sensitive queue ran while the shard { } loop went on"
         // On one thread, nothing else runs while a loop that never yields runs: a count, not a timing.
         Expect.equal viaTask.WakesDuringLoop 0 "without a yield, the latency-sensitive queue waits for the whole loop"
     }

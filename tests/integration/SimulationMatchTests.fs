@@ -25,11 +25,13 @@ let private scenario =
     let tasks = Nanos.us (float taskUs)
 
     Scenario.create
-        [ QueueSpec.hog "hog-100" 100 |> QueueSpec.withTasks tasks tasks
-          QueueSpec.hog "hog-200" 200 |> QueueSpec.withTasks tasks tasks
-          QueueSpec.hog "hog-400" 400 |> QueueSpec.withTasks tasks tasks
-          QueueSpec.bursty "bursty-300" 300 (burst, burst) (Nanos.ms sleepMs, Nanos.ms sleepMs)
-          |> QueueSpec.withTasks tasks tasks ]
+        [
+            QueueSpec.hog "hog-100" 100 |> QueueSpec.withTasks tasks tasks
+            QueueSpec.hog "hog-200" 200 |> QueueSpec.withTasks tasks tasks
+            QueueSpec.hog "hog-400" 400 |> QueueSpec.withTasks tasks tasks
+            QueueSpec.bursty "bursty-300" 300 (burst, burst) (Nanos.ms sleepMs, Nanos.ms sleepMs)
+            |> QueueSpec.withTasks tasks tasks
+        ]
 
 let private spin (us: int) =
     let until = Stopwatch.GetTimestamp() + int64 us * Stopwatch.Frequency / 1_000_000L
@@ -79,23 +81,26 @@ let tests =
     testSequenced
     <| testList
         "simulator"
-        [ test "the simulator's CPU shares match a real shard's for the same scenario, within 5 points" {
-              let real = onShard ()
-              let busy = real |> Array.sumBy (fun (_, t) -> t.TotalSeconds)
-              let report = Simulation.run scenario
-              printfn "The same scenario simulated and on a shard (1 s; CPU share of the busy time):"
+        [
+            test "the simulator's CPU shares match a real shard's for the same scenario, within 5 points" {
+                let real = onShard ()
+                let busy = real |> Array.sumBy (fun (_, t) -> t.TotalSeconds)
+                let report = Simulation.run scenario
+                printfn "The same scenario simulated and on a shard (1 s; CPU share of the busy time):"
 
-              for name, runtime in real do
-                  let simulated = (Report.queue name report).CpuShare
-                  let actual = runtime.TotalSeconds / busy
-                  printfn "  %-11s simulated %5.1f%%  shard %5.1f%%" name (simulated * 100.0) (actual * 100.0)
+                for name, runtime in real do
+                    let simulated = (Report.queue name report).CpuShare
+                    let actual = runtime.TotalSeconds / busy
+                    printfn "  %-11s simulated %5.1f%%  shard %5.1f%%" name (simulated * 100.0) (actual * 100.0)
 
-              for name, runtime in real do
-                  let simulated = (Report.queue name report).CpuShare
-                  let actual = runtime.TotalSeconds / busy
+                for name, runtime in real do
+                    let simulated = (Report.queue name report).CpuShare
+                    let actual = runtime.TotalSeconds / busy
 
-                  Expect.isLessThanOrEqual
-                      (abs (actual - simulated))
-                      0.05
-                      $"{name}: {actual:P1} of the CPU on the shard, {simulated:P1} in the simulator\n{Report.format report}"
-          } ]
+                    Expect.isLessThanOrEqual
+                        (abs (actual - simulated))
+                        0.05
+                        $"{name}: {actual:P1} of the CPU on the shard, {simulated:P1} in the simulator\n\
+                          {Report.format report}"
+            }
+        ]
