@@ -324,6 +324,64 @@ let private offShard =
             }
         ]
 
+// ---- the rest of task { }'s syntax ----
+
+/// An IAsyncDisposable that logs its disposal.
+type private AsyncLogged(log: ResizeArray<string>) =
+    interface IAsyncDisposable with
+        member _.DisposeAsync() =
+            log.Add "disposed asynchronously"
+            ValueTask()
+
+let private syntax =
+    test "while!, for … to, and!, use of an IAsyncDisposable and return! of a ValueTask and an Async work in shard { }" {
+        let results, log =
+            runShard (fun () ->
+                task {
+                    let log = ResizeArray<string>()
+
+                    let! a =
+                        shard {
+                            let items = (Seq.ofList [ 1; 2; 3 ]).GetEnumerator()
+                            let mutable sum = 0
+
+                            while! Task.FromResult(items.MoveNext()) do
+                                sum <- sum + items.Current
+
+                            return sum
+                        }
+
+                    let! b =
+                        shard {
+                            let mutable sum = 0
+
+                            for i = 1 to 10 do
+                                sum <- sum + i
+
+                            return sum
+                        }
+
+                    let! c =
+                        shard {
+                            let! x = Task.FromResult 4
+                            and! y = Task.FromResult 5
+                            return x * y
+                        }
+
+                    let! d =
+                        shard {
+                            use _ = new AsyncLogged(log)
+                            return! ValueTask<int> 7
+                        }
+
+                    let! e = shard { return! async { return 8 } }
+                    return [ a; b; c; d; e ], List.ofSeq log
+                })
+
+        Expect.equal results [ 6; 55; 20; 7; 8 ] "each construct's value"
+        Expect.equal log [ "disposed asynchronously" ] "use awaited DisposeAsync"
+    }
+
 // ---- allocation and preemption points ----
 
 /// Iterations of the loops whose allocations are counted.
@@ -592,4 +650,4 @@ let private longLoops =
 
 let tests =
     testSequenced
-    <| testList "shard { }" [ sameResults; offShard; allocation; longLoops ]
+    <| testList "shard { }" [ sameResults; syntax; offShard; allocation; longLoops ]
