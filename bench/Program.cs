@@ -28,7 +28,7 @@ for (int i = 0; i < args.Length; i++)
             Console.WriteLine("                  wake-to-run and cross-shard wake-up distributions, 'periodic-timer' only the");
             Console.WriteLine("                  periodic timers' wake accuracy under two hogs, 'disk-scheduler' only the I/O scheduler's");
             Console.WriteLine("                  latency and throughput on this disk; names:");
-            foreach (var b in Scheduling.All().Concat(Channels.All()).Concat(Sync.All()).Concat(Nop.All()).Concat(new Files().All()).Concat(new DirectReads().All()).Concat(Scipio.Bench.Benchmarks.Pool.All()).Concat(DmaStreams.All()).Concat(Scipio.Bench.Benchmarks.Net.All()).Concat(Metrics.All())) Console.WriteLine($"    {b.Name}");
+            foreach (var b in Scheduling.All().Concat(Channels.All()).Concat(Sync.All()).Concat(Nop.All()).Concat(new Files().All()).Concat(new DirectReads().All()).Concat(Scipio.Bench.Benchmarks.Pool.All()).Concat(DmaStreams.All()).Concat(Scipio.Bench.Benchmarks.Net.All()).Concat(Metrics.All()).Concat(FSharpLoops.All())) Console.WriteLine($"    {b.Name}");
             return 0;
         default:
             if (args[i].StartsWith('-'))
@@ -69,7 +69,7 @@ internal static class Suite
     {
         await using var files = new Files();
         await using var direct = new DirectReads();
-        var benchmarks = Scheduling.All().Concat(Channels.All()).Concat(Sync.All()).Concat(Nop.All()).Concat(files.All()).Concat(direct.All()).Concat(Scipio.Bench.Benchmarks.Pool.All()).Concat(DmaStreams.All()).Concat(Scipio.Bench.Benchmarks.Net.All()).Concat(Metrics.All())
+        var benchmarks = Scheduling.All().Concat(Channels.All()).Concat(Sync.All()).Concat(Nop.All()).Concat(files.All()).Concat(direct.All()).Concat(Scipio.Bench.Benchmarks.Pool.All()).Concat(DmaStreams.All()).Concat(Scipio.Bench.Benchmarks.Net.All()).Concat(Metrics.All()).Concat(FSharpLoops.All())
             .ToList();
         // A filter that names a benchmark exactly selects only it (file-read-4k-qd1, not also …-qd16).
         benchmarks = benchmarks.Where(b => filters.Count == 0 || filters.Any(f => benchmarks.Any(x => x.Name == f)

@@ -1,55 +1,77 @@
-// The quick start in F#: the same shard, queues and file I/O, written with F#'s own task { }.
+// The quick start in F#: one shard pinned to CPU 0, two task queues that share the CPU 3:1, a little file I/O
+// through io_uring, and the shard's statistics — written with shard { }, whose loops yield to the scheduler by
+// themselves, and the curried modules of Scipio.FSharp.
 open System
 open System.IO
-open System.Threading.Tasks
 open Scipio
 open Scipio.IO
 
 let dir = Directory.CreateTempSubdirectory("scipio-quickstart-fs").FullName
 
 let total =
-    Shard.Run(
-        (fun () ->
-            task {
-                let fg = Shard.CreateTaskQueue("foreground", Shares.Static 300, Latency.NotImportant)
-                let bg = Shard.CreateTaskQueue("background", Shares.Static 100, Latency.NotImportant)
-                let mutable stop = false
+    Shard.runWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
+        shard {
+            let fg = TaskQueue.create "foreground" (Shares.Static 300) Latency.NotImportant
+            let bg = TaskQueue.create "background" (Shares.Static 100) Latency.NotImportant
+            let mutable stop = false
 
-                let hog () =
-                    task {
-                        let mutable n = 0L
+            // Two CPU hogs written without a thought for the scheduler: every iteration of a loop in shard { } is a
+            // preemption point, which costs a memory read unless the scheduler wants the CPU back.
+            let hog () =
+                shard {
+                    let mutable n = 0L
 
-                        while not stop do
-                            n <- n + 1L
+                    while not stop do
+                        n <- n + 1L
 
-                            if n &&& 1023L = 0L then
-                                do! Shard.YieldIfNeeded()
+                    return n
+                }
 
-                        return n
-                    }
+            let a = Shard.spawnInto fg hog
+            let b = Shard.spawnInto bg hog
 
-                let a = Shard.SpawnInto(fg, Func<Task<int64>> hog)
-                let b = Shard.SpawnInto(bg, Func<Task<int64>> hog)
+            // Meanwhile, main sleeps (an io_uring timeout) and does file I/O: the shard interleaves all three.
+            do! Shard.sleep (TimeSpan.FromMilliseconds 500.0)
+            let! file = BufferedFile.create (Path.Combine(dir, "hello.txt"))
+            do! file |> BufferedFile.writeAt (ReadOnlyMemory "hello from F#"B) 0L
+            do! BufferedFile.flush file
+            let buffer = Array.zeroCreate<byte> 64
+            let! read = file |> BufferedFile.readAt (Memory buffer) 0L
+            printfn "read back %d bytes: \"%s\"" read (Text.Encoding.UTF8.GetString(buffer, 0, read))
+            do! BufferedFile.close file
+            stop <- true
 
-                do! Shard.Sleep(TimeSpan.FromMilliseconds 500.0)
-                let! file = BufferedFile.CreateAsync(Path.Combine(dir, "hello.txt"))
-                do! file.WriteAtAsync("hello from F#"B, 0L)
-                let buffer = Array.zeroCreate<byte> 64
-                let! read = file.ReadAtAsync(buffer, 0L)
-                printfn "read back %d bytes: %s" read (Text.Encoding.UTF8.GetString(buffer, 0, read))
-                do! file.DisposeAsync()
-                stop <- true
+            let! na = a
+            let! nb = b
 
-                let! na = a
-                let! nb = b
+            let stats = Shard.stats ()
 
-                for q in Shard.Stats.TaskQueues do
-                    printfn "%-12s shares %4d  runtime %7.1f ms" q.Name q.Shares q.Runtime.TotalMilliseconds
+            printfn
+                "shard %d on CPU %d: %d work items, %d preemptions, %d parks"
+                (Shard.id ())
+                (Shard.cpu ())
+                stats.TasksRun
+                stats.Preemptions
+                stats.Parks
 
-                return na + nb
-            }),
-        ShardOptions(Placement = Placement.Fixed 0)
-    )
+            printfn ""
+            printfn "%-12s %6s %10s %6s %8s %7s" "queue" "shares" "runtime" "share" "tasks" "picked"
+            let all = stats.TaskQueues |> Seq.sumBy _.Runtime.TotalMilliseconds
 
-printfn "the hogs counted to %d together" total
+            for q in stats.TaskQueues do
+                let ms = q.Runtime.TotalMilliseconds
+
+                printfn
+                    "%-12s %6d %8.1fms %5.0f%% %8d %7d"
+                    q.Name
+                    q.Shares
+                    ms
+                    (100.0 * ms / all)
+                    q.TasksRun
+                    q.QueueSelected
+
+            return na + nb
+        })
+
+printfn "\nthe hogs counted to %d together" total
 Directory.Delete(dir, true)

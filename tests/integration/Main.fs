@@ -40,6 +40,8 @@ let tests =
         DiskModelTests.tests
         PublicApiTests.tests
         KeyValueTests.tests
+        ShardBuilderTests.tests
+        SimulationMatchTests.tests
     ]
 
 [<EntryPoint>]

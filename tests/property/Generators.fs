@@ -1,10 +1,12 @@
-/// Generators shared by the areas, the FsCheck configurations, and the seeded generator the simulator draws from.
+/// Generators shared by the areas and the FsCheck configurations. Shares, latency classes and seeds are the public
+/// simulator's (Scipio.Simulation.ScenarioGen), so that the suite and users draw them alike.
 module Scipio.Property.Tests.Generators
 
 open System
 open Expecto
 open FsCheck.FSharp
 open Scipio.Core
+open Scipio.Simulation
 
 /// Properties over single transitions: cheap, so many cases.
 let quick = { FsCheckConfig.defaultConfig with maxTest = 500 }
@@ -29,16 +31,10 @@ let Milli = 1_000_000L
 let Second = 1_000_000_000L
 
 /// Valid shares, with the bounds and round numbers more likely than a uniform draw would make them.
-let shares =
-    Gen.frequency
-        [ 6, Gen.choose (ShareMath.Min, ShareMath.Max)
-          1, Gen.elements [ ShareMath.Min; 2; 100; 500; ShareMath.Max - 1; ShareMath.Max ] ]
+let shares = ScenarioGen.shares
 
 /// A latency class; budgets from 10 µs to 10 ms.
-let latency =
-    Gen.frequency
-        [ 2, Gen.constant LatencyClass.NotImportant
-          1, Gen.choose64 (10L * Micro, 10L * Milli) |> Gen.map LatencyClass.Matters ]
+let latency = ScenarioGen.latency
 
 /// An instant: non-negative, up to a few hours of uptime, so that sums of a few of them never overflow.
 let instant = Gen.choose64 (0L, 10_000L * Second)
@@ -95,30 +91,5 @@ let queueStates =
             return states
     }
 
-/// SplitMix64 (Steele, Lea and Flood): a tiny deterministic generator. The simulator draws every task length and
-/// sleep from one of these, seeded by FsCheck, so that a whole simulated second is replayed from FsCheck's replay
-/// line without FsCheck having to generate (and print) a hundred thousand numbers.
-[<Struct>]
-type Rng =
-    { State: uint64 }
-
-    static member Create(seed: uint64) = { State = seed }
-
-    /// The next 64 random bits and the generator that follows.
-    member r.Next() =
-        let state = r.State + 0x9E3779B97F4A7C15UL
-        let mutable z = state
-        z <- (z ^^^ (z >>> 30)) * 0xBF58476D1CE4E5B9UL
-        z <- (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
-        struct (z ^^^ (z >>> 31), { State = state })
-
-    /// A value in lo..hi (inclusive); the modulo bias is irrelevant for ranges this small against 2^64.
-    member r.Range(lo: int64, hi: int64) =
-        if hi <= lo then
-            struct (lo, r)
-        else
-            let struct (bits, next) = r.Next()
-            struct (lo + int64 (bits % uint64 (hi - lo + 1L)), next)
-
-/// A seed for an Rng.
-let seed = Gen.choose64 (0L, Int64.MaxValue) |> Gen.map uint64
+/// A seed for a scenario or an Rng.
+let seed = ScenarioGen.seed

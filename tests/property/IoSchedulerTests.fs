@@ -8,6 +8,7 @@ open System.Collections.Generic
 open Expecto
 open FsCheck
 open FsCheck.FSharp
+open Scipio.Simulation
 open Scipio.Core
 open Scipio.Property.Tests.Generators
 

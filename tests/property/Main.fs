@@ -16,6 +16,7 @@ let tests =
           LoopTests.tests
           RoutingTests.tests
           SimulationTests.tests
+          SimulationReportTests.tests
           SpscRingTests.tests
           IoSchedulerTests.tests ]
 

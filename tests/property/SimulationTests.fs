@@ -7,70 +7,14 @@ open FsCheck
 open FsCheck.FSharp
 open Scipio.Core
 open Scipio.Property.Tests.Generators
-open Scipio.Property.Tests.Simulator
+open Scipio.Simulation
 open Scipio.Property.Tests.TraceChecks
 
-/// DESIGN.md's slice: 0.5 to 2 ms.
-let private interval = Gen.choose64 (500L * Micro, 2L * Milli)
-
-/// The shortest and longest task of a queue: from 5 µs, at most 100 µs apart.
-let private granularity =
-    gen {
-        let! lo = Gen.choose64 (5L * Micro, 50L * Micro)
-        let! spread = Gen.frequency [ 1, Gen.constant 0L; 3, Gen.choose64 (0L, 100L * Micro) ]
-        return lo, lo + spread
-    }
-
-let private hog shares latency =
-    gen {
-        let! lo, hi = granularity
-
-        return
-            { Shares = shares
-              Latency = latency
-              TaskMinNs = lo
-              TaskMaxNs = hi
-              FirstWorkNs = 0L
-              Work = Work.Hog }
-    }
-
-/// A queue that works in bursts and sleeps in between, woken by a timer or by a message.
-let private bursty (shares: Gen<int>) (latency: Gen<LatencyClass>) =
-    gen {
-        let! shares = shares
-        let! latency = latency
-        let! lo, hi = granularity
-        let! tasksMin = Gen.choose (1, 20)
-        let! tasksMax = Gen.choose (tasksMin, tasksMin + 50)
-        let! sleepMin = Gen.choose64 (10L * Micro, 2L * Milli)
-        let! sleepMax = Gen.choose64 (sleepMin, sleepMin + 20L * Milli)
-        let! wakeBy = Gen.elements [ WakeSource.Timer; WakeSource.Message ]
-        let! first = Gen.choose64 (0L, 10L * Milli)
-
-        return
-            { Shares = shares
-              Latency = latency
-              TaskMinNs = lo
-              TaskMaxNs = hi
-              FirstWorkNs = first
-              Work = Work.Bursty(tasksMin, tasksMax, sleepMin, sleepMax, wakeBy) }
-    }
-
-let private scenarioOf (queues: Gen<QueueSpec array>) =
-    gen {
-        let! queues = queues
-        let! order = Gen.shuffle [| 0 .. queues.Length - 1 |]
-        let! interval = interval
-        let! spin = Gen.frequency [ 1, Gen.constant 0L; 1, Gen.choose64 (0L, 100L * Micro) ]
-        let! seed = seed
-
-        return
-            { Queues = order |> Array.map (fun i -> queues[i])
-              PreemptIntervalNs = interval
-              SpinNs = spin
-              DurationNs = Second
-              Seed = seed }
-    }
+// The queues and scenarios come from the public simulator's generators (Scipio.Simulation.ScenarioGen): the suite
+// checks the core with the same descriptions users write.
+let private hog shares latency = ScenarioGen.hog "hog" shares latency
+let private bursty shares latency = ScenarioGen.bursty "bursty" shares latency
+let private scenarioOf queues = ScenarioGen.shuffledScenario queues
 
 /// Three hogs with shares k, 2k, 4k in a random order.
 let private ratioScenario =
@@ -198,7 +142,7 @@ let private fairness =
               let total = Array.sum shares
               let n = float shares.Length
               let t = float trace.EndNs
-              let e = float (maxRunNs scenario) + float trace.Runs.Length
+              let e = float (Simulator.maxRunNs scenario) + float trace.Runs.Length
 
               for i in 0 .. shares.Length - 1 do
                   let p = shares[i] / total
@@ -264,7 +208,8 @@ let private regressions =
           testCase "a queue that ran alone for half a second is not starved by a queue that slept through it"
           <| fun () ->
               let alone =
-                  { Shares = 100
+                  { Name = "alone"
+                    Shares = 100
                     Latency = LatencyClass.NotImportant
                     TaskMinNs = 100L * Micro
                     TaskMaxNs = 100L * Micro
@@ -273,6 +218,7 @@ let private regressions =
 
               let sleeper =
                   { alone with
+                      Name = "sleeper"
                       FirstWorkNs = 500L * Milli
                       Work = Work.Hog }
 
@@ -300,7 +246,8 @@ let private loneQueue =
         [ testCase "a queue alone with nothing pending is never preempted: one run for the whole second"
           <| fun () ->
               let alone =
-                  { Shares = 100
+                  { Name = "alone"
+                    Shares = 100
                     Latency = LatencyClass.NotImportant
                     TaskMinNs = 10L * Micro
                     TaskMaxNs = 50L * Micro

@@ -14,7 +14,7 @@ module Scipio.Property.Tests.TraceChecks
 open System
 open Expecto
 open Scipio.Core
-open Scipio.Property.Tests.Simulator
+open Scipio.Simulation
 
 /// Every queue's shares, as floats for the bounds.
 let sharesOf (scenario: Scenario) = scenario.Queues |> Array.map (fun q -> float q.Shares)
@@ -46,7 +46,7 @@ let checkRunsHonourDeadlines (scenario: Scenario) (trace: Trace) =
         if r.PreemptAtNs > r.WantedNs then
             failtestf "run %A: the preemption timer fires after the wanted deadline" r
 
-        if r.EndNs - r.StartNs > maxRunNs scenario then
+        if r.EndNs - r.StartNs > Simulator.maxRunNs scenario then
             failtestf "run %A lasted longer than one interval and one task" r
 
         if r.EndNs > max r.StartNs r.PreemptAtNs + taskMax then
@@ -107,7 +107,7 @@ let checkWorkNoticed (scenario: Scenario) (trace: Trace) =
 
 /// No runnable queue runs ahead of the watermark by more than one run's charge (C_q).
 let checkLeads (scenario: Scenario) (trace: Trace) =
-    let e = float (maxRunNs scenario)
+    let e = float (Simulator.maxRunNs scenario)
 
     for r in trace.Runs do
         for q in 0 .. r.After.Length - 1 do
@@ -131,7 +131,7 @@ let checkLeads (scenario: Scenario) (trace: Trace) =
 /// wait_q ≤ Σ_{j≠q} E * (1 + shares_j / shares_q). For shares within a factor k of each other that is at most
 /// (n - 1) * E * (1 + k).
 let checkNoStarvation (scenario: Scenario) (trace: Trace) =
-    let e = float (maxRunNs scenario)
+    let e = float (Simulator.maxRunNs scenario)
     let shares = sharesOf scenario
     let rounding = float trace.Runs.Length
 
@@ -158,7 +158,7 @@ let checkNoStarvation (scenario: Scenario) (trace: Trace) =
 /// (q's vruntime at t is at most h's plus C_q; at w, h was at most C_h ahead of the watermark, where q started. The
 /// last term is h's own last slice, which q may make up for: h could have just had its turn when q woke.)
 let checkNoBurst (scenario: Scenario) (trace: Trace) =
-    let e = float (maxRunNs scenario)
+    let e = float (Simulator.maxRunNs scenario)
     let shares = sharesOf scenario
     let hogs = [| for h in 0 .. shares.Length - 1 do if isHog scenario.Queues[h] then h |]
     let runsOf = Array.init shares.Length (fun q -> trace.Runs |> Array.filter (fun r -> r.Queue = q))
