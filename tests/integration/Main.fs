@@ -36,6 +36,7 @@ let tests =
         MetricsTests.tests
         DiskSchedulerTests.tests
         DiskModelTests.tests
+        HostingTests.tests
     ]
 
 [<EntryPoint>]

@@ -162,6 +162,11 @@ internal static unsafe partial class SocketCalls
                 throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEADDR");
             if (reusePort && !SetOption(descriptor, SolSocket, SoReusePort, 1))
                 throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEPORT");
+            // [::] takes IPv4 connections too (as .NET's dual-mode sockets and Kestrel do), whatever the system's
+            // net.ipv6.bindv6only says.
+            if (at is IPEndPoint { AddressFamily: AddressFamily.InterNetworkV6 } ip && ip.Address.Equals(IPAddress.IPv6Any)
+                && !SetOption(descriptor, IpProtoIpv6, Ipv6V6Only, 0))
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} IPV6_V6ONLY");
             BindTo(descriptor, at);
             return fd;
         }

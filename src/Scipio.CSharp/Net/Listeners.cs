@@ -42,7 +42,7 @@ public sealed class TcpListener : IAsyncDisposable
     private TcpListener(SocketAcceptor acceptor) => _acceptor = acceptor;
 
     /// <summary>Binds and listens on <paramref name="localEndPoint"/> (port 0: the kernel picks one; read it from
-    /// <see cref="LocalEndPoint"/>).</summary>
+    /// <see cref="LocalEndPoint"/>). <c>[::]</c> (IPv6Any) accepts IPv4 connections too (dual mode).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="localEndPoint"/> is null.</exception>
     /// <exception cref="SocketException">The port is in use (<see cref="SocketError.AddressAlreadyInUse"/>, with a
     /// message that says so), the address is not this machine's, or another socket error.</exception>
