@@ -86,7 +86,8 @@ let private startServer (listen: KestrelServerOptions -> unit) (handle: HttpCont
     app.Run(RequestDelegate handle)
     app.StartAsync() |> fun t -> task { do! t } |> awaitBounded "starting the server" shardTimeout
     let addresses =
-        (nonNull (app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>())).Addresses |> List.ofSeq
+        let server = app.Services.GetRequiredService<IServer>()
+        (nonNull (server.Features.Get<IServerAddressesFeature>())).Addresses |> List.ofSeq
     { App = app; Addresses = addresses }
 
 /// A client with its own connections; `configure` may change its handler (TLS, connection limits, Unix sockets).
@@ -147,7 +148,7 @@ let private getAndPost =
                             return bytes, header "X-On-Shard", header "X-Chunked"
                         }
                         |> awaitBounded $"POST of %d{size} B" shardTimeout
-                    Expect.equal wasChunked $"%b{chunked}" "the server saw the body chunked, or with its length, as sent"
+                    Expect.equal wasChunked $"%b{chunked}" "the server saw the body chunked, or with a length, as sent"
                     Expect.isTrue (echoed = body) $"the %d{size}-byte body (chunked: %b{chunked}) came back byte-exact"
                     Expect.equal onShard "true" $"the %d{size}-byte POST's handler read its body on a shard"
         finally
@@ -190,18 +191,23 @@ let private concurrentConnections =
                                     let! body = response.Content.ReadAsStringAsync()
                                     return response.StatusCode, body } |]
                 |> awaitBounded "200 held requests" shardTimeout
-            Expect.isTrue (answers |> Array.forall (fun (status, _) -> status = HttpStatusCode.OK)) "every request succeeded"
+            let allOk = answers |> Array.forall (fun (status, _) -> status = HttpStatusCode.OK)
+            Expect.isTrue allOk "every request succeeded"
             let where = answers |> Array.map (snd >> parseWhere)
             Expect.isTrue (where |> Array.forall (fun (on, _, _) -> on)) "every handler resumed on a shard"
-            Expect.equal (where |> Array.map (fun (_, _, c) -> c) |> Array.distinct |> Array.length) count "200 distinct connections"
-            Expect.equal (where |> Array.map (fun (_, s, _) -> s) |> Array.distinct |> Array.sort) [| 0; 1 |] "the kernel spread them over both shards"
+            let connections = where |> Array.map (fun (_, _, c) -> c) |> Array.distinct
+            let shards = where |> Array.map (fun (_, s, _) -> s) |> Array.distinct |> Array.sort
+            Expect.equal connections.Length count "200 distinct connections"
+            Expect.equal shards [| 0; 1 |] "the kernel spread them over both shards"
         finally
             server.Stop()
     }
 
 let private h2c =
-    test "h2c (HTTP/2 without TLS): concurrent streams on one connection, each handler started on the connection's shard" {
-        let server = startServer (fun k -> k.Listen(IPAddress.Loopback, 0, fun o -> o.Protocols <- HttpProtocols.Http2)) standardHandler
+    test "h2c (HTTP/2 without TLS): concurrent streams on one connection, each handler on the connection's shard" {
+        let http2Only (k: KestrelServerOptions) =
+            k.Listen(IPAddress.Loopback, 0, fun o -> o.Protocols <- HttpProtocols.Http2)
+        let server = startServer http2Only standardHandler
         try
             use http = client ignore
             http.DefaultRequestVersion <- HttpVersion.Version20
@@ -213,10 +219,12 @@ let private h2c =
                                     let! body = response.Content.ReadAsStringAsync()
                                     return response.Version, body } |]
                 |> awaitBounded "20 h2c requests" shardTimeout
-            Expect.isTrue (answers |> Array.forall (fun (v, _) -> v = HttpVersion.Version20)) "every response came over HTTP/2"
+            let allHttp2 = answers |> Array.forall (fun (v, _) -> v = HttpVersion.Version20)
+            Expect.isTrue allHttp2 "every response came over HTTP/2"
             let where = answers |> Array.map (snd >> parseWhere)
             Expect.isTrue (where |> Array.forall (fun (on, _, _) -> on)) "every HTTP/2 handler ran on a shard"
-            Expect.hasLength (where |> Array.map (fun (_, s, _) -> s) |> Array.distinct) 1 "all on the one connection's shard"
+            let shards = where |> Array.map (fun (_, s, _) -> s) |> Array.distinct
+            Expect.hasLength shards 1 "all on the one connection's shard"
 
             let body = pattern (1 <<< 20)
             let echoed =
@@ -265,7 +273,9 @@ let private clientReset =
             socket.Close()
 
             let failure = readFailed.Task |> awaitBounded "the handler's failed read" shardTimeout
-            Expect.isTrue (failure :? IOException || failure :? OperationCanceledException) $"the body read failed with an I/O error or a cancellation, not %s{failure.GetType().Name}: %s{failure.Message}"
+            let what = $"%s{failure.GetType().Name}: %s{failure.Message}"
+            let expected = failure :? IOException || failure :? OperationCanceledException
+            Expect.isTrue expected $"the body read failed with an I/O error or a cancellation, not %s{what}"
             task { do! aborted.Task } |> awaitBounded "RequestAborted" shardTimeout
             use http = client ignore
             let onShard, _, _ = parseWhere (getString http $"{server.Addresses.Head}/")
@@ -275,7 +285,7 @@ let private clientReset =
     }
 
 let private gracefulShutdown =
-    test "graceful shutdown: requests in flight when the host stops complete, then the port is closed and the pool stops" {
+    test "graceful shutdown: requests in flight when the host stops complete, then the port closes and the pool stops" {
         let count = 4
         let mutable entered = 0
         let allEntered = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
@@ -283,7 +293,8 @@ let private gracefulShutdown =
             task {
                 // Kestrel asks each connection to close once it has stopped listening: this request is then in flight
                 // during the shutdown, and is answered only after it began.
-                let closing = (nonNull (context.Features.Get<IConnectionLifetimeNotificationFeature>())).ConnectionClosedRequested
+                let lifetime = nonNull (context.Features.Get<IConnectionLifetimeNotificationFeature>())
+                let closing = lifetime.ConnectionClosedRequested
                 let requested = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
                 use _ = closing.Register(fun () -> requested.TrySetResult() |> ignore)
                 if Interlocked.Increment(&entered) = count then allEntered.TrySetResult() |> ignore
@@ -334,7 +345,9 @@ let private selfSigned () =
 let private https =
     test "HTTPS through Kestrel's UseHttps with a self-signed certificate: HTTP/1.1 and HTTP/2 (ALPN), on a shard" {
         use certificate = selfSigned ()
-        let server = startServer (fun k -> k.Listen(IPAddress.Loopback, 0, fun o -> o.UseHttps certificate |> ignore)) standardHandler
+        let tls (k: KestrelServerOptions) =
+            k.Listen(IPAddress.Loopback, 0, fun o -> o.UseHttps certificate |> ignore)
+        let server = startServer tls standardHandler
         try
             let mutable presented = ""
             use http =
@@ -351,7 +364,13 @@ let private https =
 
             let body = pattern (1 <<< 20)
             for version in [ HttpVersion.Version11; HttpVersion.Version20 ] do
-                use request = new HttpRequestMessage(HttpMethod.Post, $"{root}/echo", Version = version, VersionPolicy = HttpVersionPolicy.RequestVersionExact)
+                use request =
+                    new HttpRequestMessage(
+                        HttpMethod.Post,
+                        $"{root}/echo",
+                        Version = version,
+                        VersionPolicy = HttpVersionPolicy.RequestVersionExact
+                    )
                 request.Content <- new ByteArrayContent(body)
                 let echoed, used, onShard =
                     task {
@@ -388,13 +407,15 @@ let private ipv6AndUnix =
                         h.ConnectCallback <-
                             fun _ ct ->
                                 task {
-                                    let socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                                    let socket =
+                                        new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
                                     do! socket.ConnectAsync(UnixDomainSocketEndPoint path, ct)
                                     return new NetworkStream(socket, ownsSocket = true) :> Stream
                                 }
                                 |> ValueTask<Stream>)
                 let answers = [ for _ in 1..20 -> parseWhere (getString overUnix "http://localhost/where") ]
-                Expect.isTrue (answers |> List.forall (fun (on, _, _) -> on)) "every Unix-socket request's handler ran on a shard"
+                let allOnShard = answers |> List.forall (fun (on, _, _) -> on)
+                Expect.isTrue allOnShard "every Unix-socket request's handler ran on a shard"
             finally
                 server.Stop())
     }
@@ -408,7 +429,8 @@ let private poolWithHost =
         let ran = pool.SubmitTo(1, fun () -> Task.FromResult Shard.Id) |> awaitBounded "work on shard 1" shardTimeout
         Expect.equal ran 1 "work submitted to the injected pool runs on its shard"
         server.Stop()
-        Expect.isSome (thrownBy (fun () -> pool.SubmitTo(0, fun () -> Task.FromResult 0).Result)) "stopped with the host"
+        let late = thrownBy (fun () -> pool.SubmitTo(0, fun () -> Task.FromResult 0).Result)
+        Expect.isSome late "stopped with the host"
     }
 
 let tests =

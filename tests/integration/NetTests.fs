@@ -765,7 +765,7 @@ let private dualMode =
     }
 
 let private pipeScheduler =
-    test "TaskQueue.PipeScheduler: a pipe's reader awaiting on a shard resumes there, in its queue, when another thread writes" {
+    test "TaskQueue.PipeScheduler: a pipe's reader resumes on its shard, in its queue, when another thread writes" {
         let resumedOnShard, sameQueue, text =
             runShard (fun () ->
                 task {
@@ -773,7 +773,11 @@ let private pipeScheduler =
                     let scheduler = queue.PipeScheduler
                     let pipe =
                         System.IO.Pipelines.Pipe(
-                            System.IO.Pipelines.PipeOptions(readerScheduler = scheduler, writerScheduler = scheduler, useSynchronizationContext = false)
+                            System.IO.Pipelines.PipeOptions(
+                                readerScheduler = scheduler,
+                                writerScheduler = scheduler,
+                                useSynchronizationContext = false
+                            )
                         )
                     let reading =
                         spawnInto queue (fun () ->
