@@ -42,6 +42,7 @@ let tests =
         KeyValueTests.tests
         ShardBuilderTests.tests
         SimulationMatchTests.tests
+        HostingTests.tests
     ]
 
 [<EntryPoint>]

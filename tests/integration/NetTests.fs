@@ -666,6 +666,144 @@ let private bufferRingRunsDry =
         Expect.isGreaterThan fallbacks 0L "the buffer ring ran dry and some reads went into the caller's memory"
     }
 
+let private abortResets =
+    test "AbortAsync closes with a reset: the peer's read throws ConnectionReset; unsent data is dropped" {
+        let thrown =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+                    let! server = listener.AcceptAsync()
+                    do! server.WriteAsync(ReadOnlyMemory "x"B)
+                    let! _ = readExactly client 1
+                    do! server.AbortAsync()
+                    do! server.AbortAsync() // twice: nothing
+                    let! thrown = thrownByTask (fun () -> client.ReadAsync(Memory(Array.zeroCreate 16)).AsTask())
+                    do! client.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return thrown
+                })
+
+        let e = expectExn<SocketException> "the peer's read after AbortAsync" thrown
+        Expect.equal e.SocketErrorCode SocketError.ConnectionReset "a reset, not the end of the stream"
+    }
+
+let private unixDuplicate =
+    test "UnixListener.Duplicate: a second shard accepts from the same socket; each connection goes to one listener" {
+        withTempDir (fun dir ->
+            let path = Path.Combine(dir, "shared.sock")
+            let pool =
+                ShardPool.Start(
+                    ShardPoolOptions(
+                        Shards = 2,
+                        Placement = PoolPlacement.MaxSpread [ 0; 1 ],
+                        PerShard = ShardOptions(SpinBeforePark = TimeSpan.FromMicroseconds 200.0)
+                    )
+                )
+
+            let listeners = Array.zeroCreate<UnixListener> 2
+            pool.SubmitTo(0, Func<Task<int>>(fun () -> task { listeners[0] <- UnixListener.Bind path; return 0 }))
+            |> awaitBounded "bind on shard 0" shardTimeout
+            |> ignore
+            pool.SubmitTo(1, Func<Task<int>>(fun () -> task { listeners[1] <- listeners[0].Duplicate(); return 0 }))
+            |> awaitBounded "duplicate on shard 1" shardTimeout
+            |> ignore
+
+            // Shard 1 accepts alone first (shard 0 is not accepting yet): a connection made now can only go to it.
+            let acceptedOn1 =
+                pool.SubmitTo(1, Func<Task<string>>(fun () -> task {
+                    let! c = listeners[1].AcceptAsync()
+                    let! message = readExactly c 5
+                    do! c.DisposeAsync()
+                    return Text.Encoding.ASCII.GetString message }))
+            use first = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            first.Connect(UnixDomainSocketEndPoint path)
+            first.Send("hello"B) |> ignore
+            let got = acceptedOn1 |> awaitBounded "shard 1's accept" shardTimeout
+
+            // Shard 1 closes its listener: shard 0's still accepts on the same socket.
+            pool.SubmitTo(1, Func<Task<int>>(fun () -> task {
+                do! listeners[1].DisposeAsync()
+                return 0 }))
+            |> awaitBounded "closing shard 1's listener" shardTimeout
+            |> ignore
+            let acceptedOn0 =
+                pool.SubmitTo(0, Func<Task<int>>(fun () -> task {
+                    let! c = listeners[0].AcceptAsync()
+                    do! c.DisposeAsync()
+                    do! listeners[0].DisposeAsync()
+                    return Shard.Id }))
+            use second = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            second.Connect(UnixDomainSocketEndPoint path)
+            let on0 = acceptedOn0 |> awaitBounded "shard 0's accept" shardTimeout
+            task { do! pool.DisposeAsync() } |> awaitBounded "the pool" shardTimeout
+
+            Expect.equal got "hello" "the duplicate on shard 1 accepted and read a connection"
+            Expect.equal on0 0 "the original on shard 0 still accepts after the duplicate closed"
+            let disposed =
+                runShard (fun () -> task { return thrownBy (fun () -> listeners[0].Duplicate()) })
+            expectExn<ObjectDisposedException> "Duplicate of a disposed listener" disposed |> ignore)
+    }
+
+let private dualMode =
+    test "a TcpListener on [::] accepts IPv4 connections too (dual mode)" {
+        let answer =
+            runShard (fun () ->
+                task {
+                    let listener = TcpListener.Bind(IPEndPoint(IPAddress.IPv6Any, 0))
+                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+                    let! server = listener.AcceptAsync()
+                    do! client.WriteAsync(ReadOnlyMemory "v4"B)
+                    let! got = readExactly server 2
+                    do! client.DisposeAsync()
+                    do! server.DisposeAsync()
+                    do! listener.DisposeAsync()
+                    return got
+                })
+
+        Expect.equal answer "v4"B "an IPv4 client reached the [::] listener"
+    }
+
+let private pipeScheduler =
+    test "TaskQueue.PipeScheduler: a pipe's reader resumes on its shard, in its queue, when another thread writes" {
+        let resumedOnShard, sameQueue, text =
+            runShard (fun () ->
+                task {
+                    let queue = Shard.CreateTaskQueue("pipes", Shares.Static 100, Latency.NotImportant)
+                    let scheduler = queue.PipeScheduler
+                    let pipe =
+                        System.IO.Pipelines.Pipe(
+                            System.IO.Pipelines.PipeOptions(
+                                readerScheduler = scheduler,
+                                writerScheduler = scheduler,
+                                useSynchronizationContext = false
+                            )
+                        )
+                    let reading =
+                        spawnInto queue (fun () ->
+                            task {
+                                let! result = pipe.Reader.ReadAsync()
+                                let onShard = Shard.IsOnShard
+                                let inQueue = obj.ReferenceEquals(Shard.CurrentTaskQueue, queue)
+                                let text = Text.Encoding.ASCII.GetString(result.Buffer.ToArray())
+                                pipe.Reader.AdvanceTo result.Buffer.End
+                                return onShard, inQueue, text
+                            })
+                    // The write and its flush happen on a ThreadPool thread: the reader's continuation is posted back.
+                    let! _ =
+                        Task.Run<int>(Func<Task<int>>(fun () ->
+                            task {
+                                let! _ = pipe.Writer.WriteAsync(ReadOnlyMemory "from afar"B)
+                                return 0
+                            }))
+                    return! reading
+                })
+
+        Expect.isTrue resumedOnShard "the reader resumed on the shard"
+        Expect.isTrue sameQueue "in the scheduler's task queue"
+        Expect.equal text "from afar" "with what the other thread wrote"
+    }
+
 let tests =
     testSequenced
     <| testList "net" [
@@ -685,4 +823,8 @@ let tests =
         zeroAllocEcho
         twoShardPool
         bufferRingRunsDry
+        abortResets
+        unixDuplicate
+        dualMode
+        pipeScheduler
     ]

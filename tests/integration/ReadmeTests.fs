@@ -32,7 +32,8 @@ let tests =
                 "fsharp", "samples/Pool.FSharp/Program.fs"
                 "csharp", "samples/Echo/Program.cs"
                 "fsharp", "samples/Echo.FSharp/Program.fs"
-                "fsharp", "samples/Simulation/Program.fs" ] do
+                "fsharp", "samples/Simulation/Program.fs"
+                "csharp", "samples/WebApi/Program.cs" ] do
               test $"its {language} block is {sample}, which the build compiles" {
                   let code = File.ReadAllText(Path.Combine(root (), sample))
                   Expect.contains (blocks language) code $"the README's {language} code is {sample}, verbatim"

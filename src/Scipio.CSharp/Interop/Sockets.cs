@@ -13,7 +13,7 @@ internal static unsafe partial class SocketCalls
 
     public const int AfUnix = 1, AfInet = 2, AfInet6 = 10;
     public const int SockStream = 1, SockDgram = 2, SockCloexec = 0x80000;
-    public const int SolSocket = 1, SoReuseAddr = 2, SoReusePort = 15, SoError = 4, SoRcvBuf = 8;
+    public const int SolSocket = 1, SoReuseAddr = 2, SoReusePort = 15, SoError = 4, SoRcvBuf = 8, SoLinger = 13;
     public const int IpProtoTcp = 6, TcpNoDelay = 1, IpProtoIpv6 = 41, Ipv6V6Only = 26;
     public const int MsgNoSignal = 0x4000, MsgTrunc = 0x20;
     /// <summary>A multishot receive's provided-buffer ring ran dry.</summary>
@@ -47,6 +47,22 @@ internal static unsafe partial class SocketCalls
 
     /// <summary>Sets an int option; false (errno in <see cref="Libc.LastErrno"/>) on failure.</summary>
     public static bool SetOption(int fd, int level, int name, int value) => SetSockOpt(fd, level, name, &value, sizeof(int)) == 0;
+
+    /// <summary>SO_LINGER on with a zero timeout: closing the socket then resets a TCP connection (RST) and drops
+    /// unsent data, where a plain close would send the rest and a FIN. false (errno set) on failure.</summary>
+    public static bool SetLingerZero(int fd)
+    {
+        int* linger = stackalloc int[2] { 1, 0 }; // struct linger { int l_onoff; int l_linger; }
+        return SetSockOpt(fd, SolSocket, SoLinger, linger, 2 * sizeof(int)) == 0;
+    }
+
+    private const int FDupFdCloexec = 1030;
+
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int command, int argument);
+
+    /// <summary>A new descriptor for the same open socket (fcntl F_DUPFD_CLOEXEC); -1 (errno set) on failure.</summary>
+    public static int Duplicate(int fd) => Fcntl(fd, FDupFdCloexec, 0);
 
     public static int GetOption(int fd, int level, int name)
     {
@@ -146,6 +162,11 @@ internal static unsafe partial class SocketCalls
                 throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEADDR");
             if (reusePort && !SetOption(descriptor, SolSocket, SoReusePort, 1))
                 throw SocketErrors.ToException(Libc.LastErrno, $"{kind} SO_REUSEPORT");
+            // [::] takes IPv4 connections too (as .NET's dual-mode sockets and Kestrel do), whatever the system's
+            // net.ipv6.bindv6only says.
+            if (at is IPEndPoint { AddressFamily: AddressFamily.InterNetworkV6 } ip && ip.Address.Equals(IPAddress.IPv6Any)
+                && !SetOption(descriptor, IpProtoIpv6, Ipv6V6Only, 0))
+                throw SocketErrors.ToException(Libc.LastErrno, $"{kind} IPV6_V6ONLY");
             BindTo(descriptor, at);
             return fd;
         }

@@ -42,7 +42,7 @@ public sealed class TcpListener : IAsyncDisposable
     private TcpListener(SocketAcceptor acceptor) => _acceptor = acceptor;
 
     /// <summary>Binds and listens on <paramref name="localEndPoint"/> (port 0: the kernel picks one; read it from
-    /// <see cref="LocalEndPoint"/>).</summary>
+    /// <see cref="LocalEndPoint"/>). <c>[::]</c> (IPv6Any) accepts IPv4 connections too (dual mode).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="localEndPoint"/> is null.</exception>
     /// <exception cref="SocketException">The port is in use (<see cref="SocketError.AddressAlreadyInUse"/>, with a
     /// message that says so), the address is not this machine's, or another socket error.</exception>
@@ -96,6 +96,15 @@ public sealed class UnixListener : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(backlog);
         return new(SocketAcceptor.Listen(SocketCalls.UnixEndPoint(path), backlog, reuseAddress: false, reusePort: false, SocketKind.UnixListener));
     }
+
+    /// <summary>Another listener, on the calling shard, that accepts from the same socket (its descriptor
+    /// duplicated). Unix sockets have no SO_REUSEPORT, so this is how every shard of a pool serves one path: bind on
+    /// one shard, then call <c>Duplicate</c> of that listener on each of the others. Each connection goes to one of
+    /// the listeners that are accepting. May be called on any shard; disposing one listener leaves the others
+    /// listening (the socket closes with the last).</summary>
+    /// <exception cref="ObjectDisposedException">This listener was disposed.</exception>
+    /// <exception cref="InvalidOperationException">Not called on a shard.</exception>
+    public UnixListener Duplicate() => new(SocketAcceptor.Duplicate(_acceptor));
 
     /// <summary>The name it listens on.</summary>
     public UnixDomainSocketEndPoint LocalEndPoint => (UnixDomainSocketEndPoint)_acceptor.LocalEndPoint;

@@ -43,6 +43,30 @@ internal sealed class SocketAcceptor
         }
     }
 
+    /// <summary>An acceptor on the calling shard over the same listening socket as <paramref name="of"/> (its
+    /// descriptor duplicated); any thread may hold <paramref name="of"/>'s handle meanwhile, so it is referenced
+    /// while duplicated and a concurrent close cannot hand us a reused number.</summary>
+    public static SocketAcceptor Duplicate(SocketAcceptor of)
+    {
+        var owner = ShardExecutor.Require($"{of._kind}.Duplicate");
+        bool added = false;
+        try
+        {
+            of.Fd.DangerousAddRef(ref added);
+            int copy = SocketCalls.Duplicate(of.Fd.Fd);
+            if (copy < 0) throw SocketErrors.ToException(Libc.LastErrno, $"{of._kind} duplicate");
+            return new SocketAcceptor(owner, new FileDescriptor(copy), of.LocalEndPoint, of._kind);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw new ObjectDisposedException(of._kind.Name); // named as the public type, not the SafeHandle
+        }
+        finally
+        {
+            if (added) of.Fd.DangerousRelease();
+        }
+    }
+
     /// <summary>The next connection's descriptor.</summary>
     public async ValueTask<FileDescriptor> AcceptAsync(CancellationToken ct)
     {

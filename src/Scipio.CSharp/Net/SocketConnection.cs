@@ -257,6 +257,16 @@ internal sealed class SocketConnection : IMultishotListener
         return Owner.CloseThroughRing(Fd, _kind.Close);
     }
 
+    /// <summary>Closes abortively: SO_LINGER with a zero timeout, then <see cref="DisposeAsync"/>. A TCP peer sees a
+    /// reset instead of the end of the stream, and unsent data is dropped.</summary>
+    public ValueTask AbortAsync()
+    {
+        if (Fd.IsClosed) return default;
+        CheckShard("AbortAsync");
+        SocketCalls.SetLingerZero(Fd.Fd); // a failure (a Unix socket has no reset) leaves a plain close: still a close
+        return DisposeAsync();
+    }
+
     /// <summary>On the owning shard and not disposed; returns the descriptor.</summary>
     public int Check(string what) => SocketOwner.Check(Owner, Fd, _kind.Name, what);
 

@@ -64,6 +64,14 @@ public abstract class SocketStream : IAsyncDisposable
     /// disposing twice does nothing.</summary>
     public ValueTask DisposeAsync() => Connection.DisposeAsync();
 
+    /// <summary>Closes at once, discarding what is not yet sent: a TCP peer sees a reset
+    /// (<see cref="SocketError.ConnectionReset"/>) rather than the end of the stream (SO_LINGER with a zero timeout,
+    /// then close, as <c>Socket.Close(0)</c> does); a Unix peer sees the end of the stream. Pending reads and writes
+    /// end as with <see cref="DisposeAsync"/>; calling it after a dispose does nothing.</summary>
+    /// <remarks>For a server that gives up on a connection (a protocol error, a timeout): the peer learns at once
+    /// that the connection failed instead of reading a clean end.</remarks>
+    public ValueTask AbortAsync() => Connection.AbortAsync();
+
     private sealed class SocketPipe(Stream stream) : IDuplexPipe
     {
         public PipeReader Input { get; } = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));

@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using Scipio.Runtime;
 
 namespace Scipio;
@@ -119,6 +120,35 @@ public sealed class TaskQueue : SynchronizationContext
         }, null);
         done.Wait();
         if (error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+    }
+
+    /// <summary>A System.IO.Pipelines <see cref="System.IO.Pipelines.PipeScheduler"/> that runs what a
+    /// <see cref="Pipe"/> schedules (the reader's or the writer's continuation) as work of this queue: queued on the
+    /// shard when scheduled there, through the shard's inbox (with a wake) from any other thread. Give it to a
+    /// <see cref="PipeOptions"/> as the reader and writer scheduler, with <c>useSynchronizationContext: false</c>, and
+    /// the code awaiting the pipe resumes on this queue's shard.</summary>
+    /// <remarks>Scheduling allocates nothing; the callback is never run inline (the stack stays bounded, and the
+    /// queue is charged for the work like any other).</remarks>
+    public PipeScheduler PipeScheduler => _pipeScheduler ??= new TaskQueuePipeScheduler(this);
+
+    private PipeScheduler? _pipeScheduler;
+
+    /// <summary>Queues <paramref name="callback"/> in this queue, from any thread.</summary>
+    internal void Schedule(Action<object?> callback, object? state)
+    {
+        if (ShardExecutor.Current == Executor) EnqueueLocal(new WorkItem(callback, state));
+        else Executor.PostFromAnotherThread(this, new WorkItem(callback, state));
+    }
+
+    private sealed class TaskQueuePipeScheduler(TaskQueue queue) : PipeScheduler
+    {
+        public override void Schedule(Action<object?> action, object? state)
+        {
+            ArgumentNullException.ThrowIfNull(action);
+            queue.Schedule(action, state);
+        }
+
+        public override string ToString() => $"PipeScheduler of {queue}";
     }
 
     /// <summary>The queue itself: it is not copied.</summary>
