@@ -140,4 +140,7 @@ let tests =
     testList
         "public API"
         [ check "src/Scipio.Core.fs" typeof<Scipio.Core.RingKind>.Assembly
-          check "src/Scipio.CSharp" typeof<Scipio.Shard>.Assembly ]
+          check "src/Scipio.CSharp" typeof<Scipio.Shard>.Assembly
+          check "src/Scipio.FSharp" (Assembly.Load "Scipio.FSharp")
+          check "src/Scipio.Simulation" (Assembly.Load "Scipio.Simulation")
+          check "src/Scipio.Hosting" (Assembly.Load "Scipio.Hosting") ]
