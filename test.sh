@@ -44,6 +44,18 @@ if [ -f "$integration" ]; then
   SCIPIO_BACKEND=epoll run_suite "integration, epoll backend" "$integration" --sequenced
 fi
 
+# Formatting: F# as Fantomas (the tool manifest's version) and C# as `dotnet format` leave it: one test.
+echo "== format"
+format_log=$(mktemp)
+if dotnet tool restore >"$format_log" 2>&1 && dotnet fantomas --check src tests samples bench docs >>"$format_log" 2>&1 \
+   && dotnet format Scipio.sln --verify-no-changes -v quiet >>"$format_log" 2>&1; then
+  passed=$((passed + 1)); echo "format: ok"
+else
+  failed=$((failed + 1)); tail -n 30 "$format_log"
+  echo "format: FAILED (run: dotnet fantomas src tests samples bench docs && dotnet format Scipio.sln)"
+fi
+rm -f "$format_log"
+
 # The packages, consumed from a local feed by fresh C# and F# apps (tests/package/run.sh): one test.
 echo "== package"
 package_log=$(mktemp)

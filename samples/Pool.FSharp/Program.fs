@@ -18,7 +18,15 @@ let seen =
                 for i in Shard.Id .. pool.Count .. 9_999_999 do
                     mine <- mine + int64 (i % 7)
 
-                return! Shard.SubmitTo(0, fun () -> Task.FromResult(total <- total + mine; total))
+                return!
+                    Shard.SubmitTo(
+                        0,
+                        fun () ->
+                            Task.FromResult(
+                                total <- total + mine
+                                total
+                            )
+                    )
             })
         .Result
 

@@ -23,12 +23,14 @@ type PinDecision =
 /// Affinity decisions: a placement resolved to the CPUs to pin to. Cold path: these may allocate.
 [<RequireQualifiedAccess>]
 module Affinity =
-    let private describe (cpus: int array) = cpus |> Array.map string |> String.concat ","
+    let private describe (cpus: int array) =
+        cpus |> Array.map string |> String.concat ","
 
     /// Resolves `spec` against `allowed`, the CPUs the process was allowed at start.
     let resolve (spec: PlacementSpec) (allowed: int array) =
         let check (cpus: int array) =
-            let missing = cpus |> Array.distinct |> Array.filter (fun c -> not (Array.contains c allowed))
+            let missing =
+                cpus |> Array.distinct |> Array.filter (fun c -> not (Array.contains c allowed))
 
             if cpus.Length = 0 then
                 PinDecision.Invalid "A fenced placement needs at least one CPU."

@@ -45,10 +45,16 @@ module IoCost =
     /// real devices; the max is the simple, slightly optimistic estimate.) Requires a valid model.
     let ofRequest (model: DeviceModel) (isWrite: bool) (bytes: int64) =
         let iops, bandwidth =
-            if isWrite then model.WriteIops, model.WriteBandwidth else model.ReadIops, model.ReadBandwidth
+            if isWrite then
+                model.WriteIops, model.WriteBandwidth
+            else
+                model.ReadIops, model.ReadBandwidth
 
         let perRequest = NanosPerSecond / float iops
         let transfer = float (max 0L bytes) * NanosPerSecond / float bandwidth
         let cost = ceil (max perRequest transfer)
         // Clamp: a request of petabytes on a slow device must not wrap around.
-        if cost >= 4.0e18 then 4_000_000_000_000_000_000L else max 1L (int64 cost)
+        if cost >= 4.0e18 then
+            4_000_000_000_000_000_000L
+        else
+            max 1L (int64 cost)

@@ -234,7 +234,11 @@ module IoScheduler =
             // Compare before multiplying: hours of idleness times the rate must not overflow.
             let permille = int64 state.CapacityPermille
             let toFill = (full - state.TokensMilli + permille - 1L) / permille
-            if elapsed >= toFill then full else state.TokensMilli + elapsed * permille
+
+            if elapsed >= toFill then
+                full
+            else
+                state.TokensMilli + elapsed * permille
 
     /// True while some latency-sensitive queue has I/O waiting or in flight: the latency goal holds.
     let latencyGoalActive (queues: ReadOnlySpan<IoQueueState>) =
@@ -304,15 +308,24 @@ module IoScheduler =
             // for theirs to complete (that wait was most of its latency), and still finds at most a cap of cost
             // ahead of it on the device.
             let limit =
-                if not capped then Int64.MaxValue
-                elif LatencyClass.matters queues[q].Latency then state.LatencyCapCost * 2L
-                else state.LatencyCapCost
+                if not capped then
+                    Int64.MaxValue
+                elif LatencyClass.matters queues[q].Latency then
+                    state.LatencyCapCost * 2L
+                else
+                    state.LatencyCapCost
 
             let isContended = contended queues
-            let depth = if isContended then state.ContendedInFlight else state.MaxInFlight
+
+            let depth =
+                if isContended then
+                    state.ContendedInFlight
+                else
+                    state.MaxInFlight
 
             let roomOnDevice =
-                state.InFlight = 0 || (state.InFlight < depth && state.InFlightCost + cost <= limit)
+                state.InFlight = 0
+                || (state.InFlight < depth && state.InFlightCost + cost <= limit)
 
             if not roomOnDevice then
                 IoDecision.WaitCompletion
@@ -357,7 +370,10 @@ module IoScheduler =
                 least <- queues[i].VirtualTime
                 found <- true
 
-        if found then vmax previous least else vmax previous queues[ran].VirtualTime
+        if found then
+            vmax previous least
+        else
+            vmax previous queues[ran].VirtualTime
 
     /// The shell submitted the head request of queue `index` at `nowNs`, as `next` said; `nextHeadCost` is the cost
     /// of the request now at the head of its FIFO (ignored when none is left). Takes the cost from the bucket,
@@ -388,9 +404,12 @@ module IoScheduler =
         let tokens = tokensAt nowNs state
         // A lone queue dispatches without tokens (see next); it takes what the bucket holds, no more, so that a
         // queue arriving later finds it empty at worst, not in debt.
-        let lone = state.CapacityPermille = 1000 && not (contended (Span<IoQueueState>.op_Implicit queues))
-                   && nowNs >= state.LatencyHeldUntilNs
-                   && not (latencyGoalActive (Span<IoQueueState>.op_Implicit queues))
+        let lone =
+            state.CapacityPermille = 1000
+            && not (contended (Span<IoQueueState>.op_Implicit queues))
+            && nowNs >= state.LatencyHeldUntilNs
+            && not (latencyGoalActive (Span<IoQueueState>.op_Implicit queues))
+
         let left = tokens - cost * 1000L
 
         { state with
@@ -400,8 +419,10 @@ module IoScheduler =
             InFlightCost = state.InFlightCost + cost
             Watermark = watermarkAfter (Span<IoQueueState>.op_Implicit queues) state.Watermark index
             LatencyHeldUntilNs =
-                if LatencyClass.matters q.Latency then Time.addSaturating nowNs state.LatencyHoldNs
-                else state.LatencyHeldUntilNs
+                if LatencyClass.matters q.Latency then
+                    Time.addSaturating nowNs state.LatencyHoldNs
+                else
+                    state.LatencyHeldUntilNs
         }
 
     /// A request of `cost` from queue `index` completed (its CQE was reaped). Frees its room on the device.
@@ -422,7 +443,10 @@ module IoScheduler =
 
     /// New I/O shares for queue `index` (clamped to ShareMath's range); its virtual time so far stands.
     let setShares (queues: Span<IoQueueState>) (index: int) (shares: int) =
-        queues[index] <- { queues[index] with Shares = Math.Clamp(shares, ShareMath.Min, ShareMath.Max) }
+        queues[index] <-
+            { queues[index] with
+                Shares = Math.Clamp(shares, ShareMath.Min, ShareMath.Max)
+            }
 
     /// New latency class for queue `index`.
     let setLatency (queues: Span<IoQueueState>) (index: int) (latency: LatencyClass) =

@@ -101,10 +101,14 @@ module Loop =
     let preemptTimer (armedNs: int64) (wantedNs: int64) (nowNs: int64) =
         let after = max 0L (wantedNs - nowNs)
 
-        if wantedNs = Time.Never then PreemptTimerDecision.Keep
-        elif armedNs = Time.Never then PreemptTimerDecision.Arm after
-        elif armedNs <= wantedNs then PreemptTimerDecision.Keep
-        else PreemptTimerDecision.Move after
+        if wantedNs = Time.Never then
+            PreemptTimerDecision.Keep
+        elif armedNs = Time.Never then
+            PreemptTimerDecision.Arm after
+        elif armedNs <= wantedNs then
+            PreemptTimerDecision.Keep
+        else
+            PreemptTimerDecision.Move after
 
     /// Whether and how long the shard may block, with nothing runnable. `idleSinceNs` is when the loop first found
     /// nothing to run, `spinNs` how long it busy-polls before parking, `nextTimerNs` the earliest timer (Time.Never if
@@ -118,10 +122,14 @@ module Loop =
         (spinNs: int64)
         (nextTimerNs: int64)
         =
-        if hasRunnable || nextTimerNs <= nowNs then IdleDecision.Continue
-        elif pollInFlight || nowNs - idleSinceNs < spinNs then IdleDecision.Spin
-        elif nextTimerNs = Time.Never then IdleDecision.Park Time.Never
-        else IdleDecision.Park(nextTimerNs - nowNs)
+        if hasRunnable || nextTimerNs <= nowNs then
+            IdleDecision.Continue
+        elif pollInFlight || nowNs - idleSinceNs < spinNs then
+            IdleDecision.Spin
+        elif nextTimerNs = Time.Never then
+            IdleDecision.Park Time.Never
+        else
+            IdleDecision.Park(nextTimerNs - nowNs)
 
     /// Whether a queue other than the running one is runnable (between runs: whether any is).
     [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
@@ -148,7 +156,10 @@ module Loop =
                 && index <> state.Running
                 && (not state.PreemptChecked || LatencyClass.matters queue.Latency)
 
-            struct ({ state with RunnableCount = state.RunnableCount + 1 }, check)
+            struct ({ state with
+                        RunnableCount = state.RunnableCount + 1
+                    },
+                    check)
 
     /// The queue to run next, -1 when none is runnable (TaskQueues.pickNext).
     let pick (queues: ReadOnlySpan<QueueState>) = TaskQueues.pickNext queues
@@ -218,11 +229,15 @@ module Loop =
     /// does not cover the run yet (PreemptChecked = false) or fires later than the new timer. False between runs.
     [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
     let needsCheck (timerSetNs: int64) (state: LoopState) =
-        state.Running >= 0 && (not state.PreemptChecked || timerSetNs < state.PreemptTimerNs)
+        state.Running >= 0
+        && (not state.PreemptChecked || timerSetNs < state.PreemptTimerNs)
 
     /// The preemption timer's completion arrived: no timer is armed any more.
     [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
-    let preemptFired (state: LoopState) = { state with PreemptTimerNs = Time.Never }
+    let preemptFired (state: LoopState) =
+        { state with
+            PreemptTimerNs = Time.Never
+        }
 
     /// The running code asked to yield (Yield, a yielded continuation): see afterTask.
     [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
@@ -270,9 +285,12 @@ module Loop =
             queues[running] <- TaskQueues.account nowNs (nowNs - state.RunStartNs) tasksRun stillRunnable before
 
             let count =
-                if before.Runnable && not stillRunnable then state.RunnableCount - 1
-                elif not before.Runnable && stillRunnable then state.RunnableCount + 1
-                else state.RunnableCount
+                if before.Runnable && not stillRunnable then
+                    state.RunnableCount - 1
+                elif not before.Runnable && stillRunnable then
+                    state.RunnableCount + 1
+                else
+                    state.RunnableCount
 
             { state with
                 Watermark = TaskQueues.watermark (readOnly queues) state.Watermark running

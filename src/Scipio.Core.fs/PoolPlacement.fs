@@ -56,7 +56,13 @@ module PoolPlacement =
             for i in 1 .. cpus.Length do
                 if i = cpus.Length || cpus[i] <> cpus[i - 1] + 1 then
                     let last = cpus[i - 1]
-                    runs.Add(if first = last then string first else sprintf "%d-%d" first last)
+
+                    runs.Add(
+                        if first = last then
+                            string first
+                        else
+                            sprintf "%d-%d" first last
+                    )
 
                     if i < cpus.Length then
                         first <- cpus[i]
@@ -68,10 +74,15 @@ module PoolPlacement =
     /// The CPUs a pool may use: online (in `topology`) and allowed, sorted.
     let usableCpus (topology: CpuInfo array) (allowed: int array) =
         let allowed = HashSet<int>(allowed)
-        topology |> Array.map (fun c -> c.Cpu) |> Array.filter allowed.Contains |> sortedDistinct
+
+        topology
+        |> Array.map (fun c -> c.Cpu)
+        |> Array.filter allowed.Contains
+        |> sortedDistinct
 
     /// The number of shards a pool has by default: one per usable CPU, at least 1.
-    let defaultShards (topology: CpuInfo array) (allowed: int array) = max 1 (usableCpus topology allowed).Length
+    let defaultShards (topology: CpuInfo array) (allowed: int array) =
+        max 1 (usableCpus topology allowed).Length
 
     /// The number of shards `spec` implies when none is asked for: one per set of a Custom placement, one per CPU
     /// given to Fenced, MaxSpread or MaxPack, otherwise `defaultShards`.
@@ -134,18 +145,29 @@ module PoolPlacement =
 
     /// Takes the first element of each list in turn, then the second, and so on, skipping lists that ran out.
     let private roundRobin (lists: int array array) =
-        let longest = if lists.Length = 0 then 0 else lists |> Array.map Array.length |> Array.max
+        let longest =
+            if lists.Length = 0 then
+                0
+            else
+                lists |> Array.map Array.length |> Array.max
 
-        [| for i in 0 .. longest - 1 do
-               for list in lists do
-                   if i < list.Length then
-                       yield list[i] |]
+        [|
+            for i in 0 .. longest - 1 do
+                for list in lists do
+                    if i < list.Length then
+                        yield list[i]
+        |]
 
     /// Every CPU of `cpus` in spread order: first one thread of each core, alternating across nodes and, within a
     /// node, across packages; then each core's second thread in the same order; and so on.
     let private spreadOrder (topology: CpuInfo array) (cpus: int array) =
         let cores = coresOf topology cpus
-        let levels = if cores.Length = 0 then 0 else cores |> Array.map (snd >> Array.length) |> Array.max
+
+        let levels =
+            if cores.Length = 0 then
+                0
+            else
+                cores |> Array.map (snd >> Array.length) |> Array.max
 
         let level k =
             cores
@@ -185,7 +207,10 @@ module PoolPlacement =
             if need > 0 && slots > 0 then
                 // Take this core unless doing so leaves more shards than the best remaining cores could hold.
                 let bestOfRest =
-                    capacities[i + 1 ..] |> Array.sortDescending |> Array.truncate (slots - 1) |> Array.sum
+                    capacities[i + 1 ..]
+                    |> Array.sortDescending
+                    |> Array.truncate (slots - 1)
+                    |> Array.sum
 
                 if need - capacities[i] <= bestOfRest then
                     chosen.Add cores[i]
@@ -194,7 +219,8 @@ module PoolPlacement =
 
         chosen |> Array.concat |> Array.truncate shards
 
-    let private oneEach (order: int array) = order |> Array.map (fun cpu -> [| cpu |])
+    let private oneEach (order: int array) =
+        order |> Array.map (fun cpu -> [| cpu |])
 
     /// Places a pool of `shards` shards as `spec` says, on `topology` (the online CPUs) within `allowed` (the CPUs
     /// the process was allowed at start). Deterministic: the same machine and spec give the same placement.

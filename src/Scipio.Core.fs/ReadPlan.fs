@@ -181,10 +181,12 @@ module ReadPlan =
 
         if empties > 0 then
             reads.Add
-                { Offset = 0L
-                  Length = 0
-                  First = 0
-                  Count = empties }
+                {
+                    Offset = 0L
+                    Length = 0
+                    First = 0
+                    Count = empties
+                }
 
         let maxRequest = int64 limits.MaxRequest
         let mutable first = empties
@@ -217,10 +219,12 @@ module ReadPlan =
             else
                 if k > first then
                     reads.Add
-                        { Offset = start
-                          Length = int (finish - start)
-                          First = first
-                          Count = k - first }
+                        {
+                            Offset = start
+                            Length = int (finish - start)
+                            First = first
+                            Count = k - first
+                        }
 
                     first <- k
 
@@ -230,10 +234,14 @@ module ReadPlan =
 
         if n > first then
             reads.Add
-                { Offset = start
-                  Length = int (finish - start)
-                  First = first
-                  Count = n - first }
+                {
+                    Offset = start
+                    Length = int (finish - start)
+                    First = first
+                    Count = n - first
+                }
 
-        { Reads = reads.ToArray()
-          Order = order }
+        {
+            Reads = reads.ToArray()
+            Order = order
+        }

@@ -95,9 +95,12 @@ module RingBook =
             | OpClass.Prompt -> book.Prompt >= promptCapacity book
             | OpClass.Lingering -> book.Lingering >= lingeringCapacity book
 
-        if full then Admission.Backlog
-        elif book.Prepared >= book.SqEntries then Admission.SubmitFirst
-        else Admission.Prepare
+        if full then
+            Admission.Backlog
+        elif book.Prepared >= book.SqEntries then
+            Admission.SubmitFirst
+        else
+            Admission.Prepare
 
     /// One SQE of class `op` was written. Only after admit said Prepare (or SubmitFirst, once submitted).
     [<MethodImpl(MethodImplOptions.AggressiveInlining)>]
@@ -141,9 +144,15 @@ module RingBook =
             }
 
         match op with
-        | OpClass.Internal -> { book with Internal = book.Internal - 1 }
+        | OpClass.Internal ->
+            { book with
+                Internal = book.Internal - 1
+            }
         | OpClass.Prompt -> { book with Prompt = book.Prompt - 1 }
-        | OpClass.Lingering -> { book with Lingering = book.Lingering - 1 }
+        | OpClass.Lingering ->
+            { book with
+                Lingering = book.Lingering - 1
+            }
 
     /// True when nothing is prepared or in flight.
     [<MethodImpl(MethodImplOptions.AggressiveInlining)>]

@@ -40,15 +40,21 @@ module Routing =
     /// The ring for an operation: O_DIRECT I/O on a device that may poll goes to the poll ring; otherwise an
     /// operation of a latency-sensitive queue goes to the latency ring; everything else to the main ring.
     let route (directIo: bool) (device: PollSupport) (latency: LatencyClass) =
-        if directIo && device <> PollSupport.DoesNotPoll then RingKind.Poll
-        elif LatencyClass.matters latency then RingKind.Latency
-        else RingKind.Main
+        if directIo && device <> PollSupport.DoesNotPoll then
+            RingKind.Poll
+        elif LatencyClass.matters latency then
+            RingKind.Latency
+        else
+            RingKind.Main
 
     /// The ring for an operation that may pick its buffer from the main ring's provided buffers (a socket receive):
     /// the main ring when it does, whatever its queue — the buffers are registered there only, and its CQEs serve
     /// whichever queue reads next, so the latency ring has no claim on them; `route` otherwise.
     let routeSelecting (selectsBuffer: bool) (directIo: bool) (device: PollSupport) (latency: LatencyClass) =
-        if selectsBuffer then RingKind.Main else route directIo device latency
+        if selectsBuffer then
+            RingKind.Main
+        else
+            route directIo device latency
 
     /// A completion `res` arrived on the poll ring for a device with `device` support. EOPNOTSUPP: the device
     /// cannot poll — the operation must go again, elsewhere, and so must the device's I/O from now on.

@@ -21,4 +21,5 @@ module ShareMath =
     /// CPU time a queue with `shares` runs to be charged `virtualNs`: the inverse of virtualRuntime, computed in
     /// two parts so that a large gap cannot overflow.
     let realTime (shares: int) (virtualNs: int64) =
-        virtualNs / int64 Max * int64 shares + virtualNs % int64 Max * int64 shares / int64 Max
+        virtualNs / int64 Max * int64 shares
+        + virtualNs % int64 Max * int64 shares / int64 Max

@@ -111,9 +111,12 @@ module TaskQueues =
                 least <- queues[i].Vruntime
                 found <- true
 
-        if found then vmax previous least
-        elif ran >= 0 && ran < queues.Length then vmax previous queues[ran].Vruntime
-        else previous
+        if found then
+            vmax previous least
+        elif ran >= 0 && ran < queues.Length then
+            vmax previous queues[ran].Vruntime
+        else
+            previous
 
     /// Whether the queue went idle after its last run and has been woken since (rather than waiting all along).
     let private wokeFromIdle (q: QueueState) = q.RunnableSinceNs > q.LastRanNs
@@ -128,12 +131,9 @@ module TaskQueues =
         else
             let aMatters = LatencyClass.matters a.Latency
 
-            if aMatters <> LatencyClass.matters b.Latency then
-                aMatters
-            elif wokeFromIdle a <> wokeFromIdle b then
-                wokeFromIdle a
-            else
-                a.LastRanNs < b.LastRanNs
+            if aMatters <> LatencyClass.matters b.Latency then aMatters
+            elif wokeFromIdle a <> wokeFromIdle b then wokeFromIdle a
+            else a.LastRanNs < b.LastRanNs
 
     /// The index of the queue to run next, or -1 when none is runnable. Ties go to the lower index.
     let pickNext (queues: ReadOnlySpan<QueueState>) =
@@ -163,10 +163,19 @@ module TaskQueues =
         let mutable next = -1
 
         for i in 0 .. queues.Length - 1 do
-            if i <> running && queues[i].Runnable && (next < 0 || runsBefore queues[i] queues[next]) then
+            if
+                i <> running
+                && queues[i].Runnable
+                && (next < 0 || runsBefore queues[i] queues[next])
+            then
                 next <- i
 
-        if next >= 0 && running >= 0 && running < queues.Length && LatencyClass.matters queues[next].Latency then
+        if
+            next >= 0
+            && running >= 0
+            && running < queues.Length
+            && LatencyClass.matters queues[next].Latency
+        then
             let waiting = queues[next]
             let current = queues[running]
             let gap = waiting.Vruntime - current.Vruntime
@@ -178,7 +187,9 @@ module TaskQueues =
                     // +1: pass it, not tie.
                     Time.addSaturating nowNs (ShareMath.realTime current.Shares gap + 1L)
 
-            let budgetEnds = Time.addSaturating waiting.RunnableSinceNs (LatencyClass.budget waiting.Latency)
+            let budgetEnds =
+                Time.addSaturating waiting.RunnableSinceNs (LatencyClass.budget waiting.Latency)
+
             deadline <- min deadline (max budgetEnds overtakes)
 
         max nowNs deadline

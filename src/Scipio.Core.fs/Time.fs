@@ -25,6 +25,9 @@ module Time =
     /// `Int64.MinValue` nanoseconds is `Int64.MinValue`. Other negative spans convert exactly; callers that do not
     /// accept them (a Sleep, a latency budget) reject them before converting.
     let ofTicksSaturating (ticks: int64) =
-        if ticks > Never / NanosPerTick then Never
-        elif ticks < System.Int64.MinValue / NanosPerTick then System.Int64.MinValue
-        else ticks * NanosPerTick
+        if ticks > Never / NanosPerTick then
+            Never
+        elif ticks < System.Int64.MinValue / NanosPerTick then
+            System.Int64.MinValue
+        else
+            ticks * NanosPerTick

@@ -211,7 +211,9 @@ module Periodic =
                 DueNs = 0L
             }
 
-        { origin with DueNs = nextAfter startNs origin }
+        { origin with
+            DueNs = nextAfter startNs origin
+        }
 
     /// Whether the next tick has come at `nowNs` (never early: only at or after its grid point).
     let isDue (nowNs: int64) (schedule: PeriodicSchedule) = nowNs >= schedule.DueNs
@@ -219,4 +221,6 @@ module Periodic =
     /// The due tick was taken at `nowNs`: the schedule moves on to the first grid point after now, skipping the points
     /// that passed meanwhile (each is a tick nobody waited for, coalesced into the one just taken).
     let advance (nowNs: int64) (schedule: PeriodicSchedule) =
-        { schedule with DueNs = nextAfter nowNs schedule }
+        { schedule with
+            DueNs = nextAfter nowNs schedule
+        }

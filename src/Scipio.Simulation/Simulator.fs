@@ -82,7 +82,8 @@ module Simulator =
     /// The longest a single run can last: one preempt interval, plus the task that is running when the preemption timer
     /// fires.
     let maxRunNs (scenario: Scenario) =
-        scenario.PreemptIntervalNs + (scenario.Queues |> Array.map _.TaskMaxNs |> Array.max)
+        scenario.PreemptIntervalNs
+        + (scenario.Queues |> Array.map _.TaskMaxNs |> Array.max)
 
     /// Runs the scenario for its duration (plus the run in progress at the end) and returns what happened.
     /// ArgumentException if the scenario is not valid (Scenario.errors).
@@ -114,7 +115,8 @@ module Simulator =
 
         /// A message is work some operation or another thread will hand over: for the loop it is I/O in flight, whose
         /// completion could wake a queue (a post from another thread raises NeedPreempt by itself).
-        let ioInFlight () = Array.exists (fun at -> at <> Time.Never) messageAt
+        let ioInFlight () =
+            Array.exists (fun at -> at <> Time.Never) messageAt
 
         /// Records what preemptDeadline wants now, for the run's record, while the preemption timer covers the run.
         /// Called after each checkPreemption and also after a wake that Loop.wake said needs no check (a throughput
@@ -125,6 +127,7 @@ module Simulator =
                 let next = timers.NextDeadline
                 evaluatedAt <- now
                 nextTimer <- next
+
                 wanted <-
                     TaskQueues.preemptDeadline (ReadOnlySpan states) loop.Running scenario.PreemptIntervalNs next now
 
@@ -167,20 +170,27 @@ module Simulator =
             runnableSince[i] <- now
 
             wakes.Add
-                { Queue = i
-                  DueNs = dueNs
-                  AtNs = now
-                  OwnVruntime = own
-                  Vruntime = states[i].Vruntime
-                  Watermark = watermark
-                  Vruntimes = states |> Array.map _.Vruntime
-                  RuntimeNs =
-                    states
-                    |> Array.mapi (fun j q ->
-                        if j = loop.Running then q.RuntimeNs + (now - loop.RunStartNs) else q.RuntimeNs) }
+                {
+                    Queue = i
+                    DueNs = dueNs
+                    AtNs = now
+                    OwnVruntime = own
+                    Vruntime = states[i].Vruntime
+                    Watermark = watermark
+                    Vruntimes = states |> Array.map _.Vruntime
+                    RuntimeNs =
+                        states
+                        |> Array.mapi (fun j q ->
+                            if j = loop.Running then
+                                q.RuntimeNs + (now - loop.RunStartNs)
+                            else
+                                q.RuntimeNs)
+                }
 
-            if check then checkPreemption ()
-            elif loop.Running >= 0 then observeDeadline ()
+            if check then
+                checkPreemption ()
+            elif loop.Running >= 0 then
+                observeDeadline ()
 
         /// Hands out the messages that have arrived by now.
         let deliverMessages () =
@@ -209,7 +219,10 @@ module Simulator =
 
             if i < 0 then
                 let nextMessage = Array.min messageAt
-                let struct (idle, decision) = Loop.idle now scenario.SpinNs timers.NextDeadline false loop
+
+                let struct (idle, decision) =
+                    Loop.idle now scenario.SpinNs timers.NextDeadline false loop
+
                 loop <- idle
 
                 let until, parked =
@@ -271,25 +284,29 @@ module Simulator =
                     runnableSince[i] <- now
 
                 runs.Add
-                    { Queue = i
-                      StartNs = runStart
-                      EndNs = now
-                      Tasks = tasks
-                      WaitedNs = waited
-                      WantedNs = wanted
-                      EvaluatedAtNs = evaluatedAt
-                      NextTimerNs = nextTimer
-                      PreemptAtNs = preemptAt
-                      After = Array.copy states
-                      Watermark = loop.Watermark }
+                    {
+                        Queue = i
+                        StartNs = runStart
+                        EndNs = now
+                        Tasks = tasks
+                        WaitedNs = waited
+                        WantedNs = wanted
+                        EvaluatedAtNs = evaluatedAt
+                        NextTimerNs = nextTimer
+                        PreemptAtNs = preemptAt
+                        After = Array.copy states
+                        Watermark = loop.Watermark
+                    }
 
         for i in 0 .. n - 1 do
             if states[i].Runnable then
                 maxWait[i] <- max maxWait[i] (now - runnableSince[i])
 
-        { Runs = runs.ToArray()
-          Wakes = wakes.ToArray()
-          Final = states
-          EndNs = now
-          MaxWaitNs = maxWait
-          IdleNs = idleNs }
+        {
+            Runs = runs.ToArray()
+            Wakes = wakes.ToArray()
+            Final = states
+            EndNs = now
+            MaxWaitNs = maxWait
+            IdleNs = idleNs
+        }

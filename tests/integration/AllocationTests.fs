@@ -226,6 +226,7 @@ let private fileLoops =
 
                         while pass < 2 do
                             let count = if pass = 0 then warmup else operations
+
                             for limit in [| BufferedFile.DefaultInlineWriteLimit; 0 |] do
                                 file.InlineWriteLimit <- limit
                                 before <- GC.GetAllocatedBytesForCurrentThread()
@@ -236,7 +237,11 @@ let private fileLoops =
                                     i <- i + 1
 
                                 let bytes = GC.GetAllocatedBytesForCurrentThread() - before
-                                if limit = 0 then ringBytes <- bytes else inlineBytes <- bytes
+
+                                if limit = 0 then
+                                    ringBytes <- bytes
+                                else
+                                    inlineBytes <- bytes
 
                             before <- GC.GetAllocatedBytesForCurrentThread()
                             i <- 0
@@ -256,9 +261,18 @@ let private fileLoops =
                         do! file.DisposeAsync()
 
                         return
-                            { Bytes = readBytes; SameThread = sameThread },
-                            { Bytes = inlineBytes; SameThread = sameThread },
-                            { Bytes = ringBytes; SameThread = sameThread },
+                            {
+                                Bytes = readBytes
+                                SameThread = sameThread
+                            },
+                            {
+                                Bytes = inlineBytes
+                                SameThread = sameThread
+                            },
+                            {
+                                Bytes = ringBytes
+                                SameThread = sameThread
+                            },
                             short = 0
                     })
 

@@ -49,7 +49,10 @@ let private roundTrip =
                         let straddle = Array.zeroCreate 64
                         let! straddleRead = file.ReadAtAsync(Memory straddle, tailAt)
                         let! atEof = file.ReadAtAsync(Memory(Array.zeroCreate 16), expectedLength)
-                        let! pastEof = file.ReadAtAsync(Memory(Array.zeroCreate 16), expectedLength + 100_000L)
+
+                        let! pastEof =
+                            file.ReadAtAsync(Memory(Array.zeroCreate 16), expectedLength + 100_000L)
+
                         do! file.DisposeAsync()
 
                         return
@@ -102,6 +105,7 @@ let private disposed =
                         let! file = BufferedFile.CreateAsync path
                         do! file.WriteAtAsync(ReadOnlyMemory(pattern 4 10), 0L)
                         do! file.DisposeAsync()
+
                         let! read =
                             thrownByTask (fun () -> task { return! file.ReadAtAsync(Memory(Array.zeroCreate 4), 0L) })
 
@@ -114,10 +118,18 @@ let private disposed =
                         return read, write, flush, length, secondDispose
                     })
 
-            expectExn<ObjectDisposedException> "ReadAtAsync after DisposeAsync" read |> ignore
-            expectExn<ObjectDisposedException> "WriteAtAsync after DisposeAsync" write |> ignore
-            expectExn<ObjectDisposedException> "FlushAsync after DisposeAsync" flush |> ignore
-            expectExn<ObjectDisposedException> "GetLengthAsync after DisposeAsync" length |> ignore
+            expectExn<ObjectDisposedException> "ReadAtAsync after DisposeAsync" read
+            |> ignore
+
+            expectExn<ObjectDisposedException> "WriteAtAsync after DisposeAsync" write
+            |> ignore
+
+            expectExn<ObjectDisposedException> "FlushAsync after DisposeAsync" flush
+            |> ignore
+
+            expectExn<ObjectDisposedException> "GetLengthAsync after DisposeAsync" length
+            |> ignore
+
             Expect.isNone secondDispose "a second DisposeAsync should do nothing"
             Expect.equal (File.ReadAllBytes path) (pattern 4 10) "the write before DisposeAsync reached the file")
     }
@@ -131,7 +143,8 @@ let private missingFile =
             let thrown, nextRead =
                 runShard (fun () ->
                     task {
-                        let! thrown = thrownByTask (fun () -> task { return! BufferedFile.OpenAsync missing })
+                        let! thrown =
+                            thrownByTask (fun () -> task { return! BufferedFile.OpenAsync missing })
                         // The next operation on the shard works.
                         let! file = BufferedFile.CreateAsync next
                         do! file.WriteAtAsync(ReadOnlyMemory(pattern 5 32), 0L)
@@ -165,7 +178,9 @@ let private kernelErrors =
                             thrownByTask (fun () ->
                                 task { return! BufferedFile.OpenAsync(dir, FileMode.Open, FileAccess.ReadWrite) })
 
-                        let! notDir = thrownByTask (fun () -> task { return! BufferedFile.OpenAsync underFile })
+                        let! notDir =
+                            thrownByTask (fun () -> task { return! BufferedFile.OpenAsync underFile })
+
                         let! empty = thrownByTask (fun () -> task { return! BufferedFile.OpenAsync "" })
                         let! file = BufferedFile.OpenAsync existing
                         let! length = file.GetLengthAsync()
@@ -176,9 +191,15 @@ let private kernelErrors =
             let e1 = expectExn<KernelIOException> "CreateNew of an existing file" exists
             Expect.equal e1.Errno 17 "EEXIST"
             Expect.stringContains e1.Message existing "the message names the path"
-            let e2 = expectExn<UnauthorizedAccessException> "opening a directory for writing (as File.Open)" isDir
+
+            let e2 =
+                expectExn<UnauthorizedAccessException> "opening a directory for writing (as File.Open)" isDir
+
             Expect.equal e2.HResult 21 "EISDIR in HResult"
-            let e3 = expectExn<DirectoryNotFoundException> "a path through a regular file" notDir
+
+            let e3 =
+                expectExn<DirectoryNotFoundException> "a path through a regular file" notDir
+
             Expect.equal e3.HResult 20 "ENOTDIR in HResult"
             expectExn<ArgumentException> "OpenAsync of an empty path" empty |> ignore
             Expect.equal after 1L "after the failures the existing file opens and reports its length")
@@ -195,6 +216,7 @@ let private readOnlyWrite =
                 runShard (fun () ->
                     task {
                         let! file = BufferedFile.OpenAsync path
+
                         let! thrown =
                             thrownByTask (fun () -> task { do! file.WriteAtAsync(ReadOnlyMemory(pattern 7 8), 0L) })
 
@@ -216,7 +238,8 @@ let private readOnlyWrite =
 /// worker); longer ones, and every one once the limit is 0, go through the ring. Either way the bytes land, and a
 /// kernel error arrives the same.
 let private inlineWrites =
-    test "writes up to InlineWriteLimit are a pwrite on the shard, longer ones and limit 0 go through the ring; same bytes, same errors" {
+    test
+        "writes up to InlineWriteLimit are a pwrite on the shard, longer ones and limit 0 go through the ring; same bytes, same errors" {
         withTempDir (fun dir ->
             let path = Path.Combine(dir, "inline.bin")
             let small = pattern 11 4096
@@ -237,21 +260,37 @@ let private inlineWrites =
                         file.InlineWriteLimit <- 0
                         do! file.WriteAtAsync(ReadOnlyMemory again, 4096L + int64 large.Length)
                         let i3, r3 = inlined (), ring ()
-                        let negative = try file.InlineWriteLimit <- -1; None with e -> Some e
+
+                        let negative =
+                            try
+                                file.InlineWriteLimit <- -1
+                                None
+                            with e ->
+                                Some e
+
                         do! file.DisposeAsync()
 
                         // A read-only file refuses both kinds of write with EBADF.
                         let! readOnly = BufferedFile.OpenAsync path
+
                         let errnoOf () =
                             task {
-                                let! thrown = thrownByTask (fun () -> task { do! readOnly.WriteAtAsync(ReadOnlyMemory small, 0L) })
+                                let! thrown =
+                                    thrownByTask (fun () ->
+                                        task { do! readOnly.WriteAtAsync(ReadOnlyMemory small, 0L) })
+
                                 return (expectExn<KernelIOException> "write to a read-only file" thrown).Errno
                             }
+
                         let! inlineErrno = errnoOf ()
                         readOnly.InlineWriteLimit <- 0
                         let! ringErrno = errnoOf ()
                         do! readOnly.DisposeAsync()
-                        return [ i1 - i0, r1 - r0; i2 - i1, r2 - r1; i3 - i2, r3 - r2 ], (inlineErrno, ringErrno), negative
+
+                        return
+                            [ i1 - i0, r1 - r0; i2 - i1, r2 - r1; i3 - i2, r3 - r2 ],
+                            (inlineErrno, ringErrno),
+                            negative
                     })
 
             Expect.equal (List.map fst counts) [ 1L; 0L; 0L ] "only the 4 KiB write at the default limit is inline"
@@ -259,8 +298,17 @@ let private inlineWrites =
             Expect.isGreaterThanOrEqual (snd counts[1]) 1L "the write above the limit went through the ring"
             Expect.isGreaterThanOrEqual (snd counts[2]) 1L "with limit 0 the 4 KiB write went through the ring"
             Expect.equal readOnlyErrnos (9, 9) "EBADF both ways"
-            Expect.isTrue (match negative with Some(:? ArgumentOutOfRangeException) -> true | _ -> false) "a negative limit is refused"
-            Expect.equal (File.ReadAllBytes path) (Array.concat [ small; large; again ]) "every byte landed where asked")
+
+            Expect.isTrue
+                (match negative with
+                 | Some(:? ArgumentOutOfRangeException) -> true
+                 | _ -> false)
+                "a negative limit is refused"
+
+            Expect.equal
+                (File.ReadAllBytes path)
+                (Array.concat [ small; large; again ])
+                "every byte landed where asked")
     }
 
 let private badArguments =
@@ -275,7 +323,9 @@ let private badArguments =
                     task {
                         let! append =
                             thrownByTask (fun () ->
-                                task { return! BufferedFile.OpenAsync(appendPath, FileMode.Append, FileAccess.Write) })
+                                task {
+                                    return! BufferedFile.OpenAsync(appendPath, FileMode.Append, FileAccess.Write)
+                                })
 
                         let! createRead =
                             thrownByTask (fun () ->
@@ -292,7 +342,8 @@ let private badArguments =
                         let! file = BufferedFile.CreateAsync path
 
                         let! negativeRead =
-                            thrownByTask (fun () -> task { return! file.ReadAtAsync(Memory(Array.zeroCreate 4), -1L) })
+                            thrownByTask (fun () ->
+                                task { return! file.ReadAtAsync(Memory(Array.zeroCreate 4), -1L) })
 
                         let! negativeWrite =
                             thrownByTask (fun () -> task { do! file.WriteAtAsync(ReadOnlyMemory [| 1uy |], -1L) })
@@ -300,15 +351,28 @@ let private badArguments =
                         do! file.WriteAtAsync(ReadOnlyMemory [| 1uy; 2uy |], 0L)
                         let! length = file.GetLengthAsync()
                         do! file.DisposeAsync()
-                        return append, createRead, createNewRead, truncateRead, negativeRead, negativeWrite, length = 2L
+
+                        return
+                            append, createRead, createNewRead, truncateRead, negativeRead, negativeWrite, length = 2L
                     })
 
             expectExn<ArgumentException> "OpenAsync with FileMode.Append" append |> ignore
-            expectExn<ArgumentException> "OpenAsync with FileMode.Create and FileAccess.Read" createRead |> ignore
-            expectExn<ArgumentException> "OpenAsync with FileMode.CreateNew and FileAccess.Read" createNewRead |> ignore
-            expectExn<ArgumentException> "OpenAsync with FileMode.Truncate and FileAccess.Read" truncateRead |> ignore
-            expectExn<ArgumentOutOfRangeException> "ReadAtAsync at offset -1" negativeRead |> ignore
-            expectExn<ArgumentOutOfRangeException> "WriteAtAsync at offset -1" negativeWrite |> ignore
+
+            expectExn<ArgumentException> "OpenAsync with FileMode.Create and FileAccess.Read" createRead
+            |> ignore
+
+            expectExn<ArgumentException> "OpenAsync with FileMode.CreateNew and FileAccess.Read" createNewRead
+            |> ignore
+
+            expectExn<ArgumentException> "OpenAsync with FileMode.Truncate and FileAccess.Read" truncateRead
+            |> ignore
+
+            expectExn<ArgumentOutOfRangeException> "ReadAtAsync at offset -1" negativeRead
+            |> ignore
+
+            expectExn<ArgumentOutOfRangeException> "WriteAtAsync at offset -1" negativeWrite
+            |> ignore
+
             Expect.isFalse (File.Exists appendPath) "a refused Append open must not create the file"
             Expect.isFalse (File.Exists createReadPath) "a refused Create+Read open must not create the file"
             Expect.isTrue stillWorks "after the refusals the file writes and reports its length")
@@ -342,11 +406,20 @@ let private canceled =
                         return write, read, flush, length, lengthAfter
                     })
 
-            expectExn<OperationCanceledException> "WriteAtAsync with a canceled token" write |> ignore
-            expectExn<OperationCanceledException> "ReadAtAsync with a canceled token" read |> ignore
-            expectExn<OperationCanceledException> "FlushAsync with a canceled token" flush |> ignore
-            expectExn<OperationCanceledException> "GetLengthAsync with a canceled token" length |> ignore
+            expectExn<OperationCanceledException> "WriteAtAsync with a canceled token" write
+            |> ignore
+
+            expectExn<OperationCanceledException> "ReadAtAsync with a canceled token" read
+            |> ignore
+
+            expectExn<OperationCanceledException> "FlushAsync with a canceled token" flush
+            |> ignore
+
+            expectExn<OperationCanceledException> "GetLengthAsync with a canceled token" length
+            |> ignore
+
             Expect.equal lengthAfter 0L "the canceled write must not have written anything (GetLengthAsync)"
+
             Expect.equal
                 (File.ReadAllBytes path).Length
                 0
@@ -440,8 +513,10 @@ let private otherShard =
     }
 
 let private smallRing =
-    test "with RingEntries = 2, more concurrent writes than the CQ has room for all complete (the backlog holds the rest)" {
+    test
+        "with RingEntries = 2, more concurrent writes than the CQ has room for all complete (the backlog holds the rest)" {
         requireIoUring "a ring's completion-queue room and backlog"
+
         withTempDir (fun dir ->
             let path = Path.Combine(dir, "small-ring.bin")
             let block = 512
@@ -499,17 +574,19 @@ let private lengths =
 
 let tests =
     testSequenced
-    <| testList "BufferedFile" [
-        lengths
-        roundTrip
-        disposed
-        missingFile
-        kernelErrors
-        readOnlyWrite
-        inlineWrites
-        badArguments
-        canceled
-        canceledOpen
-        otherShard
-        smallRing
-    ]
+    <| testList
+        "BufferedFile"
+        [
+            lengths
+            roundTrip
+            disposed
+            missingFile
+            kernelErrors
+            readOnlyWrite
+            inlineWrites
+            badArguments
+            canceled
+            canceledOpen
+            otherShard
+            smallRing
+        ]

@@ -39,7 +39,8 @@ type private Rendezvous() =
 // ---- LocalChannel ----
 
 let private localBounded =
-    test "LocalChannel.CreateBounded: TryWrite up to capacity, FIFO reads, Count and TryPeek, WriteAsync waits while full" {
+    test
+        "LocalChannel.CreateBounded: TryWrite up to capacity, FIFO reads, Count and TryPeek, WriteAsync waits while full" {
         runShard (fun () ->
             task {
                 let ch = LocalChannel.CreateBounded<int> 3
@@ -99,7 +100,8 @@ let private localUnbounded =
     }
 
 let private localCompletion =
-    test "LocalChannel completion: writes throw ChannelClosedException, buffered items still read, then closed; an error surfaces" {
+    test
+        "LocalChannel completion: writes throw ChannelClosedException, buffered items still read, then closed; an error surfaces" {
         runShard (fun () ->
             task {
                 let ch = LocalChannel.CreateBounded<int> 4
@@ -109,8 +111,21 @@ let private localCompletion =
                 Expect.isTrue (ch.Writer.TryComplete()) "first completion"
                 Expect.isFalse (ch.Writer.TryComplete()) "second completion refused"
                 Expect.isFalse (ch.Writer.TryWrite 2) "TryWrite after completion"
-                let! e = thrownByTask (fun () -> ch.Writer.WriteAsync(2).AsTask().ContinueWith(fun (t: Task) -> t.Wait(); 0))
-                expectExn<ChannelClosedException> "WriteAsync after completion" (e |> Option.map (fun e -> e.GetBaseException())) |> ignore
+
+                let! e =
+                    thrownByTask (fun () ->
+                        ch.Writer
+                            .WriteAsync(2)
+                            .AsTask()
+                            .ContinueWith(fun (t: Task) ->
+                                t.Wait()
+                                0))
+
+                expectExn<ChannelClosedException>
+                    "WriteAsync after completion"
+                    (e |> Option.map (fun e -> e.GetBaseException()))
+                |> ignore
+
                 Expect.isFalse ch.Reader.Completion.IsCompleted "Completion waits for the buffered item"
                 let! one = ch.Reader.ReadAsync()
                 Expect.equal one 1 "the buffered item"
@@ -128,11 +143,25 @@ let private localCompletion =
                 failing.Writer.Complete(InvalidDataException "boom")
                 read.Writer.Complete(InvalidDataException "bang")
                 let! e = thrownByTask (fun () -> wait)
-                Expect.equal (expectExn<InvalidDataException> "a waiting WaitToReadAsync" e).Message "boom" "the error itself"
+
+                Expect.equal
+                    (expectExn<InvalidDataException> "a waiting WaitToReadAsync" e).Message
+                    "boom"
+                    "the error itself"
+
                 let! e = thrownByTask (fun () -> blockedRead)
                 let closed = expectExn<ChannelClosedException> "a waiting ReadAsync" e
-                Expect.isTrue (closed.InnerException :? InvalidDataException) "ChannelClosedException with the error inside"
-                let! e = thrownByTask (fun () -> failing.Reader.Completion.ContinueWith(fun (t: Task) -> t.Wait(); 0))
+
+                Expect.isTrue
+                    (closed.InnerException :? InvalidDataException)
+                    "ChannelClosedException with the error inside"
+
+                let! e =
+                    thrownByTask (fun () ->
+                        failing.Reader.Completion.ContinueWith(fun (t: Task) ->
+                            t.Wait()
+                            0))
+
                 Expect.isSome e "Completion faults"
             })
     }
@@ -148,7 +177,11 @@ let private localCancel =
                 let! e = thrownByTask (fun () -> read)
                 expectExn<OperationCanceledException> "the canceled read" e |> ignore
                 Expect.isTrue (ch.Writer.TryWrite 7) "a write after the cancel"
-                Expect.equal (ch.Reader.TryRead()) (true, 7) "the item is in the channel, not given to the canceled read"
+
+                Expect.equal
+                    (ch.Reader.TryRead())
+                    (true, 7)
+                    "the item is in the channel, not given to the canceled read"
                 // Canceled from another thread: posted to the shard, acted on there.
                 use cts2 = new CancellationTokenSource()
                 let read2 = ch.Reader.ReadAsync(cts2.Token).AsTask()
@@ -163,7 +196,10 @@ let private localReadAllStaysOnShard =
         runShard (fun () ->
             task {
                 let ch = LocalChannel.CreateBounded<int> 8
-                let consumerQueue = Shard.CreateTaskQueue("consumer", Shares.Static 100, Latency.NotImportant)
+
+                let consumerQueue =
+                    Shard.CreateTaskQueue("consumer", Shares.Static 100, Latency.NotImportant)
+
                 let thread = Environment.CurrentManagedThreadId
 
                 let producer =
@@ -197,10 +233,12 @@ let private localReadAllStaysOnShard =
                                 if not more then
                                     go <- false
                                 else
-                                    if not Shard.IsOnShard
-                                       || Shard.CurrentTaskQueue <> consumerQueue
-                                       || Environment.CurrentManagedThreadId <> thread
-                                       || e.Current <> next then
+                                    if
+                                        not Shard.IsOnShard
+                                        || Shard.CurrentTaskQueue <> consumerQueue
+                                        || Environment.CurrentManagedThreadId <> thread
+                                        || e.Current <> next
+                                    then
                                         wrong <- wrong + 1
 
                                     next <- next + 1
@@ -220,8 +258,13 @@ let private localOtherShardThrows =
         let ch = runShard (fun () -> Task.FromResult(LocalChannel.CreateUnbounded<int>()))
         let e = thrownBy (fun () -> ch.Writer.TryWrite 1)
         expectExn<InvalidOperationException> "TryWrite on a plain thread" e |> ignore
-        let fromShard = runShard (fun () -> Task.FromResult(thrownBy (fun () -> ch.Reader.TryRead())))
-        expectExn<InvalidOperationException> "TryRead on another shard" fromShard |> ignore
+
+        let fromShard =
+            runShard (fun () -> Task.FromResult(thrownBy (fun () -> ch.Reader.TryRead())))
+
+        expectExn<InvalidOperationException> "TryRead on another shard" fromShard
+        |> ignore
+
         let e = thrownBy (fun () -> LocalChannel.CreateBounded<int> 4)
         expectExn<InvalidOperationException> "created off any shard" e |> ignore
     }
@@ -298,9 +341,14 @@ let private sharedError =
     test "SharedChannel: a completion with an exception reaches the reader's shard after the items; Completion faults" {
         let ch = SharedChannel.CreateBounded<int> 16
         let meet = Rendezvous()
-        let writer = startOn 0 (fun () -> task { do! meet.A()
-                                                 do! writeInts ch.Writer 1000 (Some(InvalidDataException "boom"))
-                                                 return 0 })
+
+        let writer =
+            startOn 0 (fun () ->
+                task {
+                    do! meet.A()
+                    do! writeInts ch.Writer 1000 (Some(InvalidDataException "boom"))
+                    return 0
+                })
 
         let reader =
             startOn 1 (fun () ->
@@ -319,7 +367,12 @@ let private sharedError =
                     with e ->
                         error <- Some e
 
-                    let! completion = thrownByTask (fun () -> ch.Reader.Completion.ContinueWith(fun (t: Task) -> t.Wait(); 0))
+                    let! completion =
+                        thrownByTask (fun () ->
+                            ch.Reader.Completion.ContinueWith(fun (t: Task) ->
+                                t.Wait()
+                                0))
+
                     return count, error, completion
                 })
 
@@ -330,7 +383,8 @@ let private sharedError =
     }
 
 let private sharedThirdShard =
-    test "SharedChannel: once the writer is bound, a third shard or a plain thread writing throws InvalidOperationException" {
+    test
+        "SharedChannel: once the writer is bound, a third shard or a plain thread writing throws InvalidOperationException" {
         let ch = SharedChannel.CreateBounded<int> 16
         let meet = Rendezvous()
 
@@ -354,8 +408,12 @@ let private sharedThirdShard =
         let _, (onShard, reads) = both writer third
         expectExn<InvalidOperationException> "a second shard writing" onShard |> ignore
         Expect.equal reads (true, 1) "the reader, on another shard, reads what the first wrote"
-        expectExn<InvalidOperationException> "a plain thread writing" (thrownBy (fun () -> ch.Writer.TryWrite 3)) |> ignore
-        expectExn<InvalidOperationException> "a plain thread reading" (thrownBy (fun () -> ch.Reader.TryRead())) |> ignore
+
+        expectExn<InvalidOperationException> "a plain thread writing" (thrownBy (fun () -> ch.Writer.TryWrite 3))
+        |> ignore
+
+        expectExn<InvalidOperationException> "a plain thread reading" (thrownBy (fun () -> ch.Reader.TryRead()))
+        |> ignore
     }
 
 // ---- mesh and router ----
@@ -398,10 +456,14 @@ let private mesh =
                 return next, wrong
             }
 
-        let (n0, w0), (n1, w1) = both (startOn 0 (fun () -> run 0)) (startOn 1 (fun () -> run 1))
+        let (n0, w0), (n1, w1) =
+            both (startOn 0 (fun () -> run 0)) (startOn 1 (fun () -> run 1))
+
         Expect.equal (n0, n1) (million, million) "each peer received every message"
         Expect.equal (w0, w1) (0, 0) "from the right peer, in the order sent"
-        expectExn<InvalidOperationException> "joining twice" (thrownBy (fun () -> m.Join 0)) |> ignore
+
+        expectExn<InvalidOperationException> "joining twice" (thrownBy (fun () -> m.Join 0))
+        |> ignore
     }
 
 let private router =
@@ -413,7 +475,9 @@ let private router =
             task {
                 let handled = List<struct (int * int * int)>()
                 let mutable wrongOwner = 0
-                let mutable router = Unchecked.defaultof<ShardedRouter<int, struct (int * int * int)>>
+
+                let mutable router =
+                    Unchecked.defaultof<ShardedRouter<int, struct (int * int * int)>>
 
                 router <-
                     ShardedRouter<int, struct (int * int * int)>(
@@ -441,14 +505,19 @@ let private router =
                 return handled.ToArray(), wrongOwner
             }
 
-        let (h0, w0), (h1, w1) = both (startOn 0 (fun () -> run 0)) (startOn 1 (fun () -> run 1))
+        let (h0, w0), (h1, w1) =
+            both (startOn 0 (fun () -> run 0)) (startOn 1 (fun () -> run 1))
+
         Expect.equal (h0.Length + h1.Length) (2 * perShard) "every item handled once"
         Expect.equal (w0, w1) (0, 0) "each on its owner's shard"
         Expect.isTrue (h0.Length > 0 && h1.Length > 0) "both shards own some keys"
 
         for handled in [ h0; h1 ] do
             for sender in 0..1 do
-                let seqs = handled |> Array.choose (fun (struct (_, s, n)) -> if s = sender then Some n else None)
+                let seqs =
+                    handled
+                    |> Array.choose (fun (struct (_, s, n)) -> if s = sender then Some n else None)
+
                 Expect.equal seqs (Array.sort seqs) $"items from shard %d{sender} handled in the order sent"
     }
 
@@ -510,7 +579,11 @@ let private localAllocations =
 
         let perOp = float bytes / float operations
         Expect.isGreaterThan waited 1000 "the producer really waited for room (the pooled-wait path ran)"
-        Expect.isLessThan perOp 0.1 $"LocalChannel should allocate nothing per message: %d{bytes} B over %d{operations} ({perOp:F3} B/msg)"
+
+        Expect.isLessThan
+            perOp
+            0.1
+            $"LocalChannel should allocate nothing per message: %d{bytes} B over %d{operations} ({perOp:F3} B/msg)"
     }
 
 let private sharedWriterAllocations =
@@ -542,28 +615,39 @@ let private sharedWriterAllocations =
                     return measured
                 })
 
-        let reader = startOn 1 (fun () -> task { do! meet.B()
-                                                 return! readInts ch.Reader })
+        let reader =
+            startOn 1 (fun () ->
+                task {
+                    do! meet.B()
+                    return! readInts ch.Reader
+                })
+
         let bytes, (n, wrong) = both writer reader
         Expect.equal (n, wrong) (2 * operations, 0) "everything arrived in order"
         let perOp = float bytes / float operations
-        Expect.isLessThan perOp 0.1 $"the writer should allocate nothing per message: %d{bytes} B over %d{operations} ({perOp:F3} B/msg)"
+
+        Expect.isLessThan
+            perOp
+            0.1
+            $"the writer should allocate nothing per message: %d{bytes} B over %d{operations} ({perOp:F3} B/msg)"
     }
 
 let tests =
     testSequenced
     <| testList
         "channels"
-        [ localBounded
-          localUnbounded
-          localCompletion
-          localCancel
-          localReadAllStaysOnShard
-          localOtherShardThrows
-          sharedMillion
-          sharedError
-          sharedThirdShard
-          mesh
-          router
-          localAllocations
-          sharedWriterAllocations ]
+        [
+            localBounded
+            localUnbounded
+            localCompletion
+            localCancel
+            localReadAllStaysOnShard
+            localOtherShardThrows
+            sharedMillion
+            sharedError
+            sharedThirdShard
+            mesh
+            router
+            localAllocations
+            sharedWriterAllocations
+        ]

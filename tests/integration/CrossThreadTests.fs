@@ -22,9 +22,15 @@ type private Where =
 let private here () =
     {
         OnShard = Shard.IsOnShard
-        Queue = if Shard.IsOnShard then Shard.CurrentTaskQueue.Name else "(off the shard)"
+        Queue =
+            if Shard.IsOnShard then
+                Shard.CurrentTaskQueue.Name
+            else
+                "(off the shard)"
         Thread = Environment.CurrentManagedThreadId
-        ContextIsQueue = Shard.IsOnShard && obj.ReferenceEquals(SynchronizationContext.Current, Shard.CurrentTaskQueue)
+        ContextIsQueue =
+            Shard.IsOnShard
+            && obj.ReferenceEquals(SynchronizationContext.Current, Shard.CurrentTaskQueue)
     }
 
 let private foreignTask =
@@ -60,7 +66,10 @@ let private foreignTask =
             Expect.isTrue where.OnShard $"after awaiting %s{what}, Shard.IsOnShard should still be true"
             Expect.equal where.Queue "custom" $"after awaiting %s{what}, the same task queue"
             Expect.equal where.Thread before.Thread $"after awaiting %s{what}, the same (shard) thread"
-            Expect.isTrue where.ContextIsQueue $"after awaiting %s{what}, SynchronizationContext.Current is still the TaskQueue"
+
+            Expect.isTrue
+                where.ContextIsQueue
+                $"after awaiting %s{what}, SynchronizationContext.Current is still the TaskQueue"
 
         Expect.isGreaterThan parks 0L "the shard parked while waiting for the other thread"
     }
@@ -79,6 +88,7 @@ let private spinning =
 
         Expect.isTrue after.OnShard "after Task.Delay on a spinning shard, still on the shard"
         Expect.equal after.Queue "default" "in the default queue"
+
         Expect.isGreaterThanOrEqual
             slept
             (TimeSpan.FromMilliseconds 3.0)
@@ -97,6 +107,7 @@ let private manyForeignTasks =
                             spawn (fun () ->
                                 task {
                                     let! _ = Task.Run(Func<int>(fun () -> i))
+
                                     let onShardThread =
                                         Environment.CurrentManagedThreadId = shardThread && Shard.IsOnShard
 
@@ -119,10 +130,7 @@ let private postFromThread =
                     let ran = TaskCompletionSource<Where>()
 
                     let posterThread =
-                        Thread(
-                            (fun () -> q.Post((fun _ -> ran.SetResult(here ())), null)),
-                            IsBackground = true
-                        )
+                        Thread((fun () -> q.Post((fun _ -> ran.SetResult(here ())), null)), IsBackground = true)
 
                     posterThread.Start()
                     let! ranAt = ran.Task
@@ -174,8 +182,7 @@ type private Cell<'T> = { mutable Value: 'T }
 /// typically within a few hundred round trips. A copy of src/ with Interlocked.Exchange for the _inboxSignal stores
 /// (in PostFromAnotherThread and in DrainInbox, which has the mirror race) ran 40 x 20k round trips without a hang.
 let private pingPong =
-    testCase
-        "20k cross-thread round trips: each post from another thread wakes the parked shard (no lost wake-up)"
+    testCase "20k cross-thread round trips: each post from another thread wakes the parked shard (no lost wake-up)"
     <| fun () ->
         let rounds = 20_000
         let progress = { Value = 0 }
@@ -238,4 +245,13 @@ let private pingPong =
 
 let tests =
     testSequenced
-    <| testList "cross-thread" [ foreignTask; spinning; manyForeignTasks; postFromThread; sendFromThread; pingPong ]
+    <| testList
+        "cross-thread"
+        [
+            foreignTask
+            spinning
+            manyForeignTasks
+            postFromThread
+            sendFromThread
+            pingPong
+        ]

@@ -68,7 +68,8 @@ let private finishesWithin (bound: TimeSpan) (t: Task) : Task<bool> =
 /// one idle peer stops all the shard's I/O. After DisposeAsync the pending reads must end (canceled, or
 /// ObjectDisposedException), and the unrelated file I/O must complete meanwhile.
 let private backlogBlocksOtherIo =
-    testCase "300 reads pending on an idle FIFO do not block other I/O; DisposeAsync ends them" <| fun () ->
+    testCase "300 reads pending on an idle FIFO do not block other I/O; DisposeAsync ends them"
+    <| fun () ->
         withTempDir (fun dir ->
             let fifo = Path.Combine(dir, "fifo")
             Libc.makeFifo fifo
@@ -132,7 +133,8 @@ let private backlogBlocksOtherIo =
 /// completion-queue room; what sends them to the backlog now is the bound on such operations (64 × the CQ: 65,536
 /// on a 2-entry ring, whose CQ has 1024 entries), so 100k are started there.
 let private backlogCancel =
-    testCase "100k reads, 34k of them waiting in the backlog, cancel without stalling the shard (hang guard 20 s)" <| fun () ->
+    testCase "100k reads, 34k of them waiting in the backlog, cancel without stalling the shard (hang guard 20 s)"
+    <| fun () ->
         withTempDir (fun dir ->
             let fifo = Path.Combine(dir, "fifo")
             Libc.makeFifo fifo
@@ -149,7 +151,8 @@ let private backlogCancel =
                             use cts = new CancellationTokenSource()
 
                             let reads =
-                                Array.init count (fun _ -> file.ReadAtAsync(Memory(Array.zeroCreate<byte> 1), 0L, cts.Token).AsTask())
+                                Array.init count (fun _ ->
+                                    file.ReadAtAsync(Memory(Array.zeroCreate<byte> 1), 0L, cts.Token).AsTask())
 
                             do! Shard.Yield()
                             cts.Cancel()
@@ -170,7 +173,10 @@ let private backlogCancel =
             // On epoll there is no ring to back up: the reads wait for the FIFO's readiness, and canceling them is
             // the case under test.
             if not onEpoll then
-                Expect.isGreaterThanOrEqual other 34_000L "the reads past the bound waited in the backlog (the case under test)")
+                Expect.isGreaterThanOrEqual
+                    other
+                    34_000L
+                    "the reads past the bound waited in the backlog (the case under test)")
 
 // ---- 3 ----------------------------------------------------------------------------------------------------------
 
@@ -178,7 +184,9 @@ let private backlogCancel =
 /// into the past; and Latency.Matters(TimeSpan.MaxValue) silently made a NotImportant class (the budget in ns
 /// overflowed to a negative number).
 let private hugeDurations =
-    testCase "Sleep(TimeSpan.MaxValue) and a 300-year Sleep wait (until canceled); Latency.Matters(MaxValue) is latency-sensitive" <| fun () ->
+    testCase
+        "Sleep(TimeSpan.MaxValue) and a 300-year Sleep wait (until canceled); Latency.Matters(MaxValue) is latency-sensitive"
+    <| fun () ->
         let results =
             runShard (fun () ->
                 task {
@@ -191,15 +199,22 @@ let private hugeDurations =
                             Task.FromException e
 
                     let sleeps =
-                        [ "TimeSpan.MaxValue", start TimeSpan.MaxValue
-                          "300 years", start (TimeSpan.FromDays(365.0 * 300.0)) ]
+                        [
+                            "TimeSpan.MaxValue", start TimeSpan.MaxValue
+                            "300 years", start (TimeSpan.FromDays(365.0 * 300.0))
+                        ]
 
                     // Let the shard run other work: loop turns and short timers that fire.
                     for _ in 1..3 do
                         do! Shard.Yield()
                         do! Shard.Sleep(TimeSpan.FromMilliseconds 1.0)
 
-                    let stillWaiting = [ for name, s in sleeps -> name, s.IsCompleted, (if s.IsFaulted then string s.Exception else "") ]
+                    let stillWaiting =
+                        [
+                            for name, s in sleeps ->
+                                name, s.IsCompleted, (if s.IsFaulted then string s.Exception else "")
+                        ]
+
                     cts.Cancel()
                     let outcomes = ResizeArray()
 
@@ -213,17 +228,23 @@ let private hugeDurations =
         let stillWaiting, outcomes = results
 
         for name, completed, error in stillWaiting do
-            Expect.isFalse completed $"Sleep(%s{name}) completed before it was canceled, while the shard ran other work %s{error}"
+            Expect.isFalse
+                completed
+                $"Sleep(%s{name}) completed before it was canceled, while the shard ran other work %s{error}"
 
         for name, thrown in outcomes do
-            expectExn<OperationCanceledException> $"Sleep(%s{name}) canceled" thrown |> ignore
+            expectExn<OperationCanceledException> $"Sleep(%s{name}) canceled" thrown
+            |> ignore
 
         match thrownBy (fun () -> Latency.Matters TimeSpan.MaxValue) with
         | Some(:? ArgumentOutOfRangeException) -> () // refusing the budget is acceptable too
         | Some e -> failtestf "Latency.Matters(MaxValue) threw %s: %s" (e.GetType().Name) e.Message
         | None ->
             let latency = Latency.Matters TimeSpan.MaxValue
-            Expect.isTrue latency.IsLatencySensitive $"Latency.Matters(TimeSpan.MaxValue) is latency-sensitive (it is {latency})"
+
+            Expect.isTrue
+                latency.IsLatencySensitive
+                $"Latency.Matters(TimeSpan.MaxValue) is latency-sensitive (it is {latency})"
 
 // ---- 4 ----------------------------------------------------------------------------------------------------------
 
@@ -234,12 +255,17 @@ let private hugeDurations =
 /// after the clock is read again (it passes today) and is kept as the control. The bound (100 ms) is the
 /// scheduler's own accounting, three orders of magnitude above the expected ~0.1 ms, and far below the park.
 let private queueDelayExcludesPark =
-    testCase "MaxQueueDelay does not count the time the shard was parked" <| fun () ->
+    testCase "MaxQueueDelay does not count the time the shard was parked"
+    <| fun () ->
         let shardTimer, foreignTimer, parks =
             runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
                 task {
-                    let onShard = Shard.CreateTaskQueue("shard-timer", Shares.Static 100, Latency.NotImportant)
-                    let foreign = Shard.CreateTaskQueue("foreign-timer", Shares.Static 100, Latency.NotImportant)
+                    let onShard =
+                        Shard.CreateTaskQueue("shard-timer", Shares.Static 100, Latency.NotImportant)
+
+                    let foreign =
+                        Shard.CreateTaskQueue("foreign-timer", Shares.Static 100, Latency.NotImportant)
+
                     let parksBefore = Shard.Stats.Parks
                     // Nothing else runs while each queue sleeps: the shard parks until the timer fires. Task.Delay is
                     // the subject here (a wake-up from another thread), not a synchronization.
@@ -250,8 +276,16 @@ let private queueDelayExcludesPark =
 
         Expect.isGreaterThan parks 0L "the shard parked while the queues slept (the case under test)"
         let bound = TimeSpan.FromMilliseconds 100.0
-        Expect.isLessThan shardTimer bound "MaxQueueDelay of a queue woken by Shard.Sleep counts waiting while runnable, not the park"
-        Expect.isLessThan foreignTimer bound "MaxQueueDelay of a queue woken by a foreign Task.Delay counts waiting while runnable, not the park"
+
+        Expect.isLessThan
+            shardTimer
+            bound
+            "MaxQueueDelay of a queue woken by Shard.Sleep counts waiting while runnable, not the park"
+
+        Expect.isLessThan
+            foreignTimer
+            bound
+            "MaxQueueDelay of a queue woken by a foreign Task.Delay counts waiting while runnable, not the park"
 
 // ---- 5 ----------------------------------------------------------------------------------------------------------
 
@@ -259,7 +293,8 @@ let private queueDelayExcludesPark =
 /// the preemption timer: a lone CPU loop after canceling a 1-hour Sleep was preempted 43–82 times per 100 ms,
 /// for nothing (nobody else could run). The loop runs ~100 ms by its own clock; the assertion is a count.
 let private canceledTimerNoPreemption =
-    testCase "after a long Sleep is canceled, a lone CPU loop is not preempted" <| fun () ->
+    testCase "after a long Sleep is canceled, a lone CPU loop is not preempted"
+    <| fun () ->
         let preemptions, turns =
             runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
                 task {
@@ -291,7 +326,8 @@ let private canceledTimerNoPreemption =
 /// Defect: when a shard stops, the Tasks of spawned work it abandons stayed pending forever, so a caller off the
 /// shard that awaits one (returned out of Shard.Run) hangs. They must end canceled.
 let private abandonedWorkCanceled =
-    testCase "Tasks of spawned work abandoned when the shard stops end canceled" <| fun () ->
+    testCase "Tasks of spawned work abandoned when the shard stops end canceled"
+    <| fun () ->
         let sleeping, waiting =
             runShard (fun () ->
                 task {
@@ -308,7 +344,11 @@ let private abandonedWorkCanceled =
                     return sleeping, waiting
                 })
 
-        for name, (t: Task<int>) in [ "awaiting Sleep(Infinite)", sleeping; "awaiting a TaskCompletionSource", waiting ] do
+        for name, (t: Task<int>) in
+            [
+                "awaiting Sleep(Infinite)", sleeping
+                "awaiting a TaskCompletionSource", waiting
+            ] do
             let ended =
                 try
                     t.Wait(TimeSpan.FromSeconds 5.0)
@@ -317,7 +357,10 @@ let private abandonedWorkCanceled =
 
             Expect.isTrue ended $"the abandoned work %s{name} ended after Shard.Run returned (it is {t.Status})"
             Expect.isTrue t.IsCanceled $"the abandoned work %s{name} ended canceled (it is {t.Status})"
-            expectExn<TaskCanceledException> $"awaiting the abandoned work %s{name}" (thrownBy (fun () -> t.GetAwaiter().GetResult()))
+
+            expectExn<TaskCanceledException>
+                $"awaiting the abandoned work %s{name}"
+                (thrownBy (fun () -> t.GetAwaiter().GetResult()))
             |> ignore
 
 // ---- 7 ----------------------------------------------------------------------------------------------------------
@@ -326,7 +369,8 @@ let private abandonedWorkCanceled =
 /// them, so the read stayed pending after DisposeAsync, and a later write to the FIFO from another handle
 /// completed it with data — data delivered to a disposed file's reader and lost to the new one.
 let private disposeEndsPendingRead =
-    testCase "DisposeAsync ends a pending read; a later write to the FIFO does not complete it with data" <| fun () ->
+    testCase "DisposeAsync ends a pending read; a later write to the FIFO does not complete it with data"
+    <| fun () ->
         withTempDir (fun dir ->
             let fifo = Path.Combine(dir, "fifo")
             Libc.makeFifo fifo
@@ -370,7 +414,11 @@ let private disposeEndsPendingRead =
                     })
 
             match outcome with
-            | Ok n -> failtestf "the read of a disposed file completed with %d bytes of a later writer's data (wrote %d)" n wrote
+            | Ok n ->
+                failtestf
+                    "the read of a disposed file completed with %d bytes of a later writer's data (wrote %d)"
+                    n
+                    wrote
             | Error e ->
                 Expect.isTrue
                     (endedByDisposeOrCancel (Some e))
@@ -383,7 +431,8 @@ let private disposeEndsPendingRead =
 /// Defect: BufferedFile.OpenAsync of a directory succeeded (openat O_RDONLY opens a directory); File.Open throws
 /// UnauthorizedAccessException there, and so must OpenAsync, also for read-write.
 let private openDirectory =
-    testCase "BufferedFile.OpenAsync of a directory throws UnauthorizedAccessException (read-only and read-write)" <| fun () ->
+    testCase "BufferedFile.OpenAsync of a directory throws UnauthorizedAccessException (read-only and read-write)"
+    <| fun () ->
         withTempDir (fun dir ->
             let tryOpen (f: unit -> ValueTask<BufferedFile>) =
                 task {
@@ -399,14 +448,24 @@ let private openDirectory =
                 runShard (fun () ->
                     task {
                         let! readOnly = tryOpen (fun () -> BufferedFile.OpenAsync dir)
-                        let! readWrite = tryOpen (fun () -> BufferedFile.OpenAsync(dir, FileMode.Open, FileAccess.ReadWrite))
+
+                        let! readWrite =
+                            tryOpen (fun () -> BufferedFile.OpenAsync(dir, FileMode.Open, FileAccess.ReadWrite))
+
                         return readOnly, readWrite
                     })
 
-            let asFileOpen = thrownBy (fun () -> File.Open(dir, FileMode.Open, FileAccess.Read).Dispose())
-            expectExn<UnauthorizedAccessException> "File.Open of a directory (the reference)" asFileOpen |> ignore
-            expectExn<UnauthorizedAccessException> "BufferedFile.OpenAsync(directory)" readOnly |> ignore
-            expectExn<UnauthorizedAccessException> "BufferedFile.OpenAsync(directory, Open, ReadWrite)" readWrite |> ignore)
+            let asFileOpen =
+                thrownBy (fun () -> File.Open(dir, FileMode.Open, FileAccess.Read).Dispose())
+
+            expectExn<UnauthorizedAccessException> "File.Open of a directory (the reference)" asFileOpen
+            |> ignore
+
+            expectExn<UnauthorizedAccessException> "BufferedFile.OpenAsync(directory)" readOnly
+            |> ignore
+
+            expectExn<UnauthorizedAccessException> "BufferedFile.OpenAsync(directory, Open, ReadWrite)" readWrite
+            |> ignore)
 
 // ---- 9 ----------------------------------------------------------------------------------------------------------
 
@@ -428,7 +487,8 @@ type private FailingController() =
 /// scheduler). Decided: the exception is contained, the queue keeps its last good shares, the shard runs on and
 /// Shard.Run returns main's result.
 let private throwingController =
-    testCase "a Shares controller that throws does not stop the shard" <| fun () ->
+    testCase "a Shares controller that throws does not stop the shard"
+    <| fun () ->
         let controller = FailingController()
 
         let result =
@@ -436,7 +496,9 @@ let private throwingController =
                 Ok(
                     runShard (fun () ->
                         task {
-                            let dynamic = Shard.CreateTaskQueue("dynamic", Shares.Dynamic controller, Latency.NotImportant)
+                            let dynamic =
+                                Shard.CreateTaskQueue("dynamic", Shares.Dynamic controller, Latency.NotImportant)
+
                             let other = Shard.CreateTaskQueue("other", Shares.Static 100, Latency.NotImportant)
 
                             let work () =
@@ -461,7 +523,10 @@ let private throwingController =
         | Error e -> failtestf "the shard stopped: %s: %s" (e.GetType().Name) e.Message
         | Ok n -> Expect.equal n 2 "main's result, after both queues finished their work"
 
-        Expect.isGreaterThan controller.Calls 2 "the controller was asked after it started throwing (the case under test)"
+        Expect.isGreaterThan
+            controller.Calls
+            2
+            "the controller was asked after it started throwing (the case under test)"
 
 // ---- 10 ---------------------------------------------------------------------------------------------------------
 
@@ -469,7 +534,8 @@ let private throwingController =
 /// other ran the callback: two shards Send-ing to each other deadlock, and any Send stalls every queue of the
 /// caller. On a shard it must throw InvalidOperationException saying to Post (and await) instead.
 let private sendAcrossShards =
-    testCase "TaskQueue.Send from a shard to another shard's queue throws InvalidOperationException" <| fun () ->
+    testCase "TaskQueue.Send from a shard to another shard's queue throws InvalidOperationException"
+    <| fun () ->
         let queueOfB = TaskCompletionSource<TaskQueue>()
         let stopB = TaskCompletionSource()
 
@@ -494,7 +560,9 @@ let private sendAcrossShards =
                 stopB.TrySetResult() |> ignore
                 awaitBounded "shard B" shardTimeout b.Completion |> ignore
 
-        let e = expectExn<InvalidOperationException> "Send from shard A to a queue of shard B" thrown
+        let e =
+            expectExn<InvalidOperationException> "Send from shard A to a queue of shard B" thrown
+
         Expect.stringContains e.Message "Post" "the message says to Post (and await) instead"
 
 // ---- 11 ---------------------------------------------------------------------------------------------------------
@@ -504,14 +572,18 @@ let private sendAcrossShards =
 /// good (~66 MB in the first report; 17.7 MB measured by this test here). Bound: less than 10 MB above the baseline
 /// once idle.
 let private poolsShrink =
-    testCase "after 100k canceled Sleeps and an idle shard, retained managed memory falls back near the baseline" <| fun () ->
+    testCase "after 100k canceled Sleeps and an idle shard, retained managed memory falls back near the baseline"
+    <| fun () ->
         let baseline, after, parks =
             runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
                 task {
                     let count = 100_000
                     let baseline = GC.GetTotalMemory true
                     let mutable sources = Array.init count (fun _ -> new CancellationTokenSource())
-                    let mutable sleeps = sources |> Array.map (fun cts -> Shard.Sleep(TimeSpan.FromHours 1.0, cts.Token).AsTask())
+
+                    let mutable sleeps =
+                        sources
+                        |> Array.map (fun cts -> Shard.Sleep(TimeSpan.FromHours 1.0, cts.Token).AsTask())
 
                     for cts in sources do
                         cts.Cancel()
@@ -538,7 +610,11 @@ let private poolsShrink =
 
         let retainedMb = float (after - baseline) / 1048576.0
         Expect.isGreaterThan parks 0L "the shard went idle"
-        Expect.isLessThan retainedMb 10.0 $"managed memory retained after the 100k cycle, MB (baseline {baseline / 1048576L} MB)"
+
+        Expect.isLessThan
+            retainedMb
+            10.0
+            $"managed memory retained after the 100k cycle, MB (baseline {baseline / 1048576L} MB)"
 
 // ---- 12 ---------------------------------------------------------------------------------------------------------
 
@@ -548,7 +624,8 @@ let private poolsShrink =
 /// InvalidOperationException (posting to a stopped shard), and must not write its 8-byte wake-up to a closed fd
 /// that a file opened right after the stop has reused.
 let private wakeAfterClose =
-    testCase "posts racing the shard's stop: no crash, no write to a reused fd" <| fun () ->
+    testCase "posts racing the shard's stop: no crash, no write to a reused fd"
+    <| fun () ->
         withTempDir (fun dir ->
             let posters = 4
             let postsAfterStop = 200_000
@@ -578,13 +655,17 @@ let private wakeAfterClose =
                 Array.init posters (fun i ->
                     Thread(
                         (fun () ->
-                            let callback = SendOrPostCallback(fun _ -> Interlocked.Increment &received.contents |> ignore)
+                            let callback =
+                                SendOrPostCallback(fun _ -> Interlocked.Increment &received.contents |> ignore)
+
                             let mutable after = 0
 
                             while after < postsAfterStop do
                                 // At most ~1k posts outstanding while the shard runs: four threads posting flat out
                                 // outrun its inbox drain, which then never ends (a separate finding).
-                                while not stopped.IsSet && Interlocked.Read &posted.contents - Interlocked.Read &received.contents > 1024L do
+                                while not stopped.IsSet
+                                      && Interlocked.Read &posted.contents - Interlocked.Read &received.contents >
+                                          1024L do
                                     Thread.Yield() |> ignore
 
                                 Interlocked.Increment &posted.contents |> ignore
@@ -606,7 +687,15 @@ let private wakeAfterClose =
 
             awaitBounded "the shard" shardTimeout shard.Completion |> ignore
             // Files opened right after the stop take the lowest free fds: those the shard just closed.
-            let files = Array.init 8 (fun i -> new FileStream(Path.Combine(dir, $"after-{i}.bin"), FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite, 1))
+            let files =
+                Array.init 8 (fun i ->
+                    new FileStream(
+                        Path.Combine(dir, $"after-{i}.bin"),
+                        FileMode.Create,
+                        FileAccess.ReadWrite,
+                        FileShare.ReadWrite,
+                        1
+                    ))
 
             try
                 stopped.Set()
@@ -619,7 +708,10 @@ let private wakeAfterClose =
                     failtestf "a post racing the stop threw %s: %s" (e.GetType().Name) e.Message
 
                 for f in files do
-                    Expect.equal (FileInfo(f.Name).Length) 0L $"{f.Name}, opened after the stop, was not written by a late wake-up"
+                    Expect.equal
+                        (FileInfo(f.Name).Length)
+                        0L
+                        $"{f.Name}, opened after the stop, was not written by a late wake-up"
             finally
                 for f in files do
                     f.Dispose())
@@ -633,7 +725,8 @@ let private wakeAfterClose =
 /// posts to a second queue while a hog runs in the first: all are run, and the hog is preempted about once per
 /// slice (1 ms), not once per post.
 let private postsDoNotCutRuns =
-    testCase "posts from other threads join their queue without cutting the running queue's run each time" <| fun () ->
+    testCase "posts from other threads join their queue without cutting the running queue's run each time"
+    <| fun () ->
         let posts = 100_000L
         let ready = TaskCompletionSource<TaskQueue>()
         let received = ref 0L
@@ -657,7 +750,9 @@ let private postsDoNotCutRuns =
             )
 
         let inbox = awaitBounded "the shard's start" shardTimeout ready.Task
-        let callback = SendOrPostCallback(fun _ -> Interlocked.Increment &received.contents |> ignore)
+
+        let callback =
+            SendOrPostCallback(fun _ -> Interlocked.Increment &received.contents |> ignore)
 
         let poster =
             Thread(
@@ -678,22 +773,27 @@ let private postsDoNotCutRuns =
         poster.Join shardTimeout |> ignore
         // About one preemption per 1 ms slice; a bound ten times that plus slack leaves room for a noisy machine
         // and is still far below one per post.
-        Expect.isLessThan preemptions (10L * elapsedMs + 1000L) $"preemptions of the hog over {elapsedMs} ms and {posts} posts"
+        Expect.isLessThan
+            preemptions
+            (10L * elapsedMs + 1000L)
+            $"preemptions of the hog over {elapsedMs} ms and {posts} posts"
 
 let tests =
     testSequenced
     <| testList
         "defects"
-        [ backlogBlocksOtherIo
-          backlogCancel
-          hugeDurations
-          queueDelayExcludesPark
-          canceledTimerNoPreemption
-          abandonedWorkCanceled
-          disposeEndsPendingRead
-          openDirectory
-          throwingController
-          sendAcrossShards
-          poolsShrink
-          wakeAfterClose
-          postsDoNotCutRuns ]
+        [
+            backlogBlocksOtherIo
+            backlogCancel
+            hugeDurations
+            queueDelayExcludesPark
+            canceledTimerNoPreemption
+            abandonedWorkCanceled
+            disposeEndsPendingRead
+            openDirectory
+            throwingController
+            sendAcrossShards
+            poolsShrink
+            wakeAfterClose
+            postsDoNotCutRuns
+        ]

@@ -24,15 +24,18 @@ let private withCalibration (phase: TimeSpan) (size: int64) (f: unit -> 'T) : 'T
         DiskModel.ScratchFileSize <- savedSize
 
 /// A short calibration: 100 ms phases on a 16 MiB file.
-let private short f = withCalibration (ms 100.0) (16L <<< 20) f
+let private short f =
+    withCalibration (ms 100.0) (16L <<< 20) f
 
 /// The figures of a measured model are positive, finite and sane for a disk, and it names where it was measured.
 let private expectSane (dir: string) (model: DiskModel) =
     for name, value in
-        [ "ReadIops", model.ReadIops
-          "WriteIops", model.WriteIops
-          "ReadBandwidth", model.ReadBandwidth
-          "WriteBandwidth", model.WriteBandwidth ] do
+        [
+            "ReadIops", model.ReadIops
+            "WriteIops", model.WriteIops
+            "ReadBandwidth", model.ReadBandwidth
+            "WriteBandwidth", model.WriteBandwidth
+        ] do
         Expect.isTrue (Double.IsFinite value && value > 0.0) $"{name} is positive and finite: {value}"
 
     Expect.isGreaterThan model.ReadIops 100.0 "more than 100 random reads a second"
@@ -53,165 +56,179 @@ let private sample () =
 
 let tests =
     testSequenced
-    <| testList "diskmodel" [
-        test "a model given by hand keeps its figures and has no directory, device or time" {
-            let model = sample ()
-            Expect.equal model.ReadIops 12345.678 "ReadIops"
-            Expect.equal model.WriteIops 2345.5 "WriteIops"
-            Expect.equal model.ReadBandwidth 1.5e9 "ReadBandwidth"
-            Expect.equal model.WriteBandwidth (7.25e8 + 0.125) "WriteBandwidth"
-            Expect.equal model.ReadLatency (TimeSpan.FromTicks 1234L) "ReadLatency"
-            Expect.isNull model.Directory "no directory"
-            Expect.isNull model.Device "no device"
-            Expect.isFalse model.MeasuredAt.HasValue "no time"
-        }
+    <| testList
+        "diskmodel"
+        [
+            test "a model given by hand keeps its figures and has no directory, device or time" {
+                let model = sample ()
+                Expect.equal model.ReadIops 12345.678 "ReadIops"
+                Expect.equal model.WriteIops 2345.5 "WriteIops"
+                Expect.equal model.ReadBandwidth 1.5e9 "ReadBandwidth"
+                Expect.equal model.WriteBandwidth (7.25e8 + 0.125) "WriteBandwidth"
+                Expect.equal model.ReadLatency (TimeSpan.FromTicks 1234L) "ReadLatency"
+                Expect.isNull model.Directory "no directory"
+                Expect.isNull model.Device "no device"
+                Expect.isFalse model.MeasuredAt.HasValue "no time"
+            }
 
-        test "a model given by hand with a figure not positive or not finite throws, naming the figure" {
-            let good = [| 1.0; 1.0; 1.0; 1.0 |]
-            let names = [| "readIops"; "writeIops"; "readBandwidth"; "writeBandwidth" |]
+            test "a model given by hand with a figure not positive or not finite throws, naming the figure" {
+                let good = [| 1.0; 1.0; 1.0; 1.0 |]
+                let names = [| "readIops"; "writeIops"; "readBandwidth"; "writeBandwidth" |]
 
-            for i in 0..3 do
-                for bad in [ 0.0; -1.0; nan; infinity; -infinity ] do
-                    let v = Array.copy good
-                    v[i] <- bad
+                for i in 0..3 do
+                    for bad in [ 0.0; -1.0; nan; infinity; -infinity ] do
+                        let v = Array.copy good
+                        v[i] <- bad
 
+                        let e =
+                            thrownBy (fun () -> DiskModel(v[0], v[1], v[2], v[3], TimeSpan.FromMicroseconds 100.0))
+                            |> expectExn<ArgumentOutOfRangeException> $"{names[i]} = {bad}"
+
+                        Expect.equal e.ParamName names[i] $"the exception names {names[i]}"
+
+                for bad in [ TimeSpan.Zero; TimeSpan.FromTicks -1L ] do
                     let e =
-                        thrownBy (fun () -> DiskModel(v[0], v[1], v[2], v[3], TimeSpan.FromMicroseconds 100.0))
-                        |> expectExn<ArgumentOutOfRangeException> $"{names[i]} = {bad}"
+                        thrownBy (fun () -> DiskModel(1.0, 1.0, 1.0, 1.0, bad))
+                        |> expectExn<ArgumentOutOfRangeException> $"readLatency = {bad}"
 
-                    Expect.equal e.ParamName names[i] $"the exception names {names[i]}"
+                    Expect.equal e.ParamName "readLatency" "the exception names readLatency"
+            }
 
-            for bad in [ TimeSpan.Zero; TimeSpan.FromTicks -1L ] do
-                let e =
-                    thrownBy (fun () -> DiskModel(1.0, 1.0, 1.0, 1.0, bad))
-                    |> expectExn<ArgumentOutOfRangeException> $"readLatency = {bad}"
+            test "Save then Load gives back exactly the same figures, for a model by hand and a measured one" {
+                withTempDir (fun dir ->
+                    let measured =
+                        DiskModel(
+                            98765.4321,
+                            1.0 / 3.0,
+                            Math.PI * 1e9,
+                            Double.Epsilon,
+                            TimeSpan.FromTicks 987654321L,
+                            "/some/dir \"quoted\" é",
+                            "vda (254:0)",
+                            Nullable(DateTimeOffset(2026, 12, 1, 19, 52, 18, TimeSpan.Zero).AddTicks 5805748L)
+                        )
 
-                Expect.equal e.ParamName "readLatency" "the exception names readLatency"
-        }
+                    for name, model in [ "by hand", sample (); "measured", measured ] do
+                        let path = Path.Combine(dir, $"{name}.json")
+                        model.Save path
+                        let back = DiskModel.Load path
+                        Expect.equal back.ReadIops model.ReadIops $"{name}: ReadIops"
+                        Expect.equal back.WriteIops model.WriteIops $"{name}: WriteIops"
+                        Expect.equal back.ReadBandwidth model.ReadBandwidth $"{name}: ReadBandwidth"
+                        Expect.equal back.WriteBandwidth model.WriteBandwidth $"{name}: WriteBandwidth"
+                        Expect.equal back.ReadLatency model.ReadLatency $"{name}: ReadLatency"
+                        Expect.equal back.Directory model.Directory $"{name}: Directory"
+                        Expect.equal back.Device model.Device $"{name}: Device"
+                        Expect.equal back.MeasuredAt model.MeasuredAt $"{name}: MeasuredAt"
 
-        test "Save then Load gives back exactly the same figures, for a model by hand and a measured one" {
-            withTempDir (fun dir ->
-                let measured =
-                    DiskModel(
-                        98765.4321,
-                        1.0 / 3.0,
-                        Math.PI * 1e9,
-                        Double.Epsilon,
-                        TimeSpan.FromTicks 987654321L,
-                        "/some/dir \"quoted\" é",
-                        "vda (254:0)",
-                        Nullable(DateTimeOffset(2026, 12, 1, 19, 52, 18, TimeSpan.Zero).AddTicks 5805748L)
-                    )
+                    Expect.stringContains
+                        (File.ReadAllText(Path.Combine(dir, "measured.json")))
+                        "\"version\": 1"
+                        "a version field")
+            }
 
-                for name, model in [ "by hand", sample (); "measured", measured ] do
-                    let path = Path.Combine(dir, $"{name}.json")
-                    model.Save path
-                    let back = DiskModel.Load path
-                    Expect.equal back.ReadIops model.ReadIops $"{name}: ReadIops"
-                    Expect.equal back.WriteIops model.WriteIops $"{name}: WriteIops"
-                    Expect.equal back.ReadBandwidth model.ReadBandwidth $"{name}: ReadBandwidth"
-                    Expect.equal back.WriteBandwidth model.WriteBandwidth $"{name}: WriteBandwidth"
-                    Expect.equal back.ReadLatency model.ReadLatency $"{name}: ReadLatency"
-                    Expect.equal back.Directory model.Directory $"{name}: Directory"
-                    Expect.equal back.Device model.Device $"{name}: Device"
-                    Expect.equal back.MeasuredAt model.MeasuredAt $"{name}: MeasuredAt"
+            test "Load of a bad file throws InvalidDataException naming the file and the field" {
+                withTempDir (fun dir ->
+                    let good =
+                        "\"readIops\": 1000, \"writeIops\": 500, \"readBandwidth\": 1e8, \"writeBandwidth\": 5e7, \"readLatencyNs\": 100000"
 
-                Expect.stringContains (File.ReadAllText(Path.Combine(dir, "measured.json"))) "\"version\": 1" "a version field")
-        }
+                    let v1 (fields: string) = "{ \"version\": 1, " + fields + " }"
 
-        test "Load of a bad file throws InvalidDataException naming the file and the field" {
-            withTempDir (fun dir ->
-                let good =
-                    "\"readIops\": 1000, \"writeIops\": 500, \"readBandwidth\": 1e8, \"writeBandwidth\": 5e7, \"readLatencyNs\": 100000"
+                    let cases =
+                        [
+                            "not JSON", "{ this is not json", "JSON"
+                            "an array", "[1, 2]", "object"
+                            "no version", "{ " + good + " }", "version"
+                            "another version", "{ \"version\": 2, " + good + " }", "version"
+                            "no readIops", v1 (good.Replace("\"readIops\": 1000, ", "")), "readIops"
+                            "a negative writeIops", v1 (good.Replace("500", "-500")), "writeIops"
+                            "a string for readBandwidth", v1 (good.Replace("1e8", "\"fast\"")), "readBandwidth"
+                            "a zero readLatencyNs", v1 (good.Replace("100000", "0")), "readLatencyNs"
+                            "a bad measuredAt", v1 (good + ", \"measuredAt\": \"yesterday\""), "measuredAt"
+                            "a number for device", v1 (good + ", \"device\": 7"), "device"
+                        ]
 
-                let v1 (fields: string) = "{ \"version\": 1, " + fields + " }"
+                    for name, text, field in cases do
+                        let path = Path.Combine(dir, "bad.json")
+                        File.WriteAllText(path, text)
 
-                let cases =
-                    [ "not JSON", "{ this is not json", "JSON"
-                      "an array", "[1, 2]", "object"
-                      "no version", "{ " + good + " }", "version"
-                      "another version", "{ \"version\": 2, " + good + " }", "version"
-                      "no readIops", v1 (good.Replace("\"readIops\": 1000, ", "")), "readIops"
-                      "a negative writeIops", v1 (good.Replace("500", "-500")), "writeIops"
-                      "a string for readBandwidth", v1 (good.Replace("1e8", "\"fast\"")), "readBandwidth"
-                      "a zero readLatencyNs", v1 (good.Replace("100000", "0")), "readLatencyNs"
-                      "a bad measuredAt", v1 (good + ", \"measuredAt\": \"yesterday\""), "measuredAt"
-                      "a number for device", v1 (good + ", \"device\": 7"), "device" ]
+                        let e =
+                            thrownBy (fun () -> DiskModel.Load path) |> expectExn<InvalidDataException> name
 
-                for name, text, field in cases do
-                    let path = Path.Combine(dir, "bad.json")
-                    File.WriteAllText(path, text)
+                        Expect.stringContains e.Message field $"{name}: the message names '{field}'"
+                        Expect.stringContains e.Message path $"{name}: the message names the file"
 
-                    let e =
-                        thrownBy (fun () -> DiskModel.Load path)
-                        |> expectExn<InvalidDataException> name
+                    let path = Path.Combine(dir, "good.json")
+                    File.WriteAllText(path, v1 good)
+                    let model = DiskModel.Load path
+                    Expect.equal model.ReadLatency (TimeSpan.FromMicroseconds 100.0) "a hand-written file loads"
+                    Expect.isNull model.Device "without a device"
 
-                    Expect.stringContains e.Message field $"{name}: the message names '{field}'"
-                    Expect.stringContains e.Message path $"{name}: the message names the file"
+                    thrownBy (fun () -> DiskModel.Load(Path.Combine(dir, "missing.json")))
+                    |> expectExn<FileNotFoundException> "a missing file"
+                    |> ignore)
+            }
 
-                let path = Path.Combine(dir, "good.json")
-                File.WriteAllText(path, v1 good)
-                let model = DiskModel.Load path
-                Expect.equal model.ReadLatency (TimeSpan.FromMicroseconds 100.0) "a hand-written file loads"
-                Expect.isNull model.Device "without a device"
+            test "MeasureAsync off a shard gives sane figures and leaves no file behind" {
+                withTempDir (fun dir ->
+                    let model =
+                        short (fun () ->
+                            DiskModel.MeasureAsync dir
+                            |> awaitBounded "MeasureAsync" (TimeSpan.FromSeconds 30.0))
 
-                thrownBy (fun () -> DiskModel.Load(Path.Combine(dir, "missing.json")))
-                |> expectExn<FileNotFoundException> "a missing file"
-                |> ignore)
-        }
+                    expectSane dir model
+                    expectEmpty dir "after measuring")
+            }
 
-        test "MeasureAsync off a shard gives sane figures and leaves no file behind" {
-            withTempDir (fun dir ->
-                let model =
-                    short (fun () -> DiskModel.MeasureAsync dir |> awaitBounded "MeasureAsync" (TimeSpan.FromSeconds 30.0))
+            test "MeasureAsync on a shard runs there and gives sane figures" {
+                withTempDir (fun dir ->
+                    let model = short (fun () -> runShard (fun () -> DiskModel.MeasureAsync dir))
+                    expectSane dir model
+                    expectEmpty dir "after measuring on a shard")
+            }
 
-                expectSane dir model
-                expectEmpty dir "after measuring")
-        }
+            test "MeasureAsync of a missing directory throws DirectoryNotFoundException" {
+                withTempDir (fun dir ->
+                    let missing = Path.Combine(dir, "nope")
 
-        test "MeasureAsync on a shard runs there and gives sane figures" {
-            withTempDir (fun dir ->
-                let model = short (fun () -> runShard (fun () -> DiskModel.MeasureAsync dir))
-                expectSane dir model
-                expectEmpty dir "after measuring on a shard")
-        }
+                    thrownBy (fun () -> (DiskModel.MeasureAsync missing).GetAwaiter().GetResult())
+                    |> expectExn<DirectoryNotFoundException> "a missing directory"
+                    |> ignore)
+            }
 
-        test "MeasureAsync of a missing directory throws DirectoryNotFoundException" {
-            withTempDir (fun dir ->
-                let missing = Path.Combine(dir, "nope")
-
-                thrownBy (fun () -> (DiskModel.MeasureAsync missing).GetAwaiter().GetResult())
-                |> expectExn<DirectoryNotFoundException> "a missing directory"
-                |> ignore)
-        }
-
-        test "MeasureAsync with a canceled token throws OperationCanceledException and leaves no file behind" {
-            withTempDir (fun dir ->
-                // Already canceled: nothing starts.
-                thrownBy (fun () -> (DiskModel.MeasureAsync(dir, CancellationToken(true))).GetAwaiter().GetResult())
-                |> expectExn<OperationCanceledException> "a token canceled before"
-                |> ignore
-
-                expectEmpty dir "canceled before"
-
-                // Canceled during the calibration, off a shard and on one.
-                withCalibration (TimeSpan.FromSeconds 2.0) (16L <<< 20) (fun () ->
-                    use cts = new CancellationTokenSource(ms 300.0)
-
-                    thrownBy (fun () -> DiskModel.MeasureAsync(dir, cts.Token) |> awaitBounded "MeasureAsync" (TimeSpan.FromSeconds 10.0))
-                    |> expectExn<OperationCanceledException> "a token canceled during the calibration"
+            test "MeasureAsync with a canceled token throws OperationCanceledException and leaves no file behind" {
+                withTempDir (fun dir ->
+                    // Already canceled: nothing starts.
+                    thrownBy (fun () ->
+                        (DiskModel.MeasureAsync(dir, CancellationToken(true))).GetAwaiter().GetResult())
+                    |> expectExn<OperationCanceledException> "a token canceled before"
                     |> ignore
 
-                    expectEmpty dir "canceled during the calibration"
+                    expectEmpty dir "canceled before"
 
-                    let thrown =
-                        runShard (fun () ->
-                            task {
-                                use cts = new CancellationTokenSource(ms 300.0)
-                                return! thrownByTask (fun () -> DiskModel.MeasureAsync(dir, cts.Token))
-                            })
+                    // Canceled during the calibration, off a shard and on one.
+                    withCalibration (TimeSpan.FromSeconds 2.0) (16L <<< 20) (fun () ->
+                        use cts = new CancellationTokenSource(ms 300.0)
 
-                    thrown |> expectExn<OperationCanceledException> "canceled during the calibration on a shard" |> ignore
-                    expectEmpty dir "canceled on a shard"))
-        }
-    ]
+                        thrownBy (fun () ->
+                            DiskModel.MeasureAsync(dir, cts.Token)
+                            |> awaitBounded "MeasureAsync" (TimeSpan.FromSeconds 10.0))
+                        |> expectExn<OperationCanceledException> "a token canceled during the calibration"
+                        |> ignore
+
+                        expectEmpty dir "canceled during the calibration"
+
+                        let thrown =
+                            runShard (fun () ->
+                                task {
+                                    use cts = new CancellationTokenSource(ms 300.0)
+                                    return! thrownByTask (fun () -> DiskModel.MeasureAsync(dir, cts.Token))
+                                })
+
+                        thrown
+                        |> expectExn<OperationCanceledException> "canceled during the calibration on a shard"
+                        |> ignore
+
+                        expectEmpty dir "canceled on a shard"))
+            }
+        ]

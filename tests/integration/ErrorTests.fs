@@ -23,35 +23,39 @@ type ShutdownRequested(message: string) =
 let private offShard =
     let call (name: string) (f: unit -> 'T) =
         test $"%s{name} off a shard throws InvalidOperationException saying it must be called on a shard" {
-            let e = expectExn<InvalidOperationException> $"%s{name} on the test runner's thread" (thrownBy f)
+            let e =
+                expectExn<InvalidOperationException> $"%s{name} on the test runner's thread" (thrownBy f)
+
             Expect.stringContains e.Message "must be called on a shard" $"the message of %s{name}'s exception"
             Expect.stringContains e.Message name "the message names the member"
         }
 
-    testList "off a shard" [
-        call "Shard.Spawn" (fun () -> Shard.Spawn(Func<Task<int>>(fun () -> Task.FromResult 1)))
-        call "Shard.Sleep" (fun () -> Shard.Sleep(TimeSpan.FromMilliseconds 1.0))
-        call "Shard.Yield" (fun () -> Shard.Yield())
-        call "Shard.YieldIfNeeded" (fun () -> Shard.YieldIfNeeded())
-        call "Shard.CreateTaskQueue" (fun () -> Shard.CreateTaskQueue("q", Shares.Static 100, Latency.NotImportant))
-        call "Shard.CurrentTaskQueue" (fun () -> Shard.CurrentTaskQueue)
-        call "Shard.Stats" (fun () -> Shard.Stats)
-        test "Shard.IsOnShard off a shard is false and does not throw" {
-            Expect.isFalse Shard.IsOnShard "the test runner's thread is not a shard"
-        }
-        test "ShardHandle.Join on a shard throws InvalidOperationException (it would block the shard)" {
-            let thrown =
-                runShard (fun () ->
-                    task {
-                        let inner = Shard.Start(Func<Task<int>>(fun () -> Task.FromResult 1))
-                        let thrown = thrownBy (fun () -> inner.Join())
-                        let! _ = inner.Completion
-                        return thrown
-                    })
+    testList
+        "off a shard"
+        [
+            call "Shard.Spawn" (fun () -> Shard.Spawn(Func<Task<int>>(fun () -> Task.FromResult 1)))
+            call "Shard.Sleep" (fun () -> Shard.Sleep(TimeSpan.FromMilliseconds 1.0))
+            call "Shard.Yield" (fun () -> Shard.Yield())
+            call "Shard.YieldIfNeeded" (fun () -> Shard.YieldIfNeeded())
+            call "Shard.CreateTaskQueue" (fun () -> Shard.CreateTaskQueue("q", Shares.Static 100, Latency.NotImportant))
+            call "Shard.CurrentTaskQueue" (fun () -> Shard.CurrentTaskQueue)
+            call "Shard.Stats" (fun () -> Shard.Stats)
+            test "Shard.IsOnShard off a shard is false and does not throw" {
+                Expect.isFalse Shard.IsOnShard "the test runner's thread is not a shard"
+            }
+            test "ShardHandle.Join on a shard throws InvalidOperationException (it would block the shard)" {
+                let thrown =
+                    runShard (fun () ->
+                        task {
+                            let inner = Shard.Start(Func<Task<int>>(fun () -> Task.FromResult 1))
+                            let thrown = thrownBy (fun () -> inner.Join())
+                            let! _ = inner.Completion
+                            return thrown
+                        })
 
-            expectExn<InvalidOperationException> "Join on a shard" thrown |> ignore
-        }
-    ]
+                expectExn<InvalidOperationException> "Join on a shard" thrown |> ignore
+            }
+        ]
 
 let private runOnShardThrows =
     test "Shard.Run on a shard throws InvalidOperationException (it would block the shard)" {
@@ -72,8 +76,7 @@ let private runOnShardThrows =
 /// runs anyway, unobserved (its result and exceptions are lost). Run should refuse before starting
 /// (ShardExecutor.ThrowIfOnShard("Shard.Run") first).
 let private runOnShard =
-    testCase
-        "Shard.Run on a shard refuses without starting a shard (main does not run)"
+    testCase "Shard.Run on a shard refuses without starting a shard (main does not run)"
     <| fun () ->
         let gate = TaskCompletionSource<int>()
 
@@ -82,11 +85,16 @@ let private runOnShard =
                 task {
                     // A shard Run started would run main on a thread of this name until the gate opens.
                     let thrown =
-                        thrownBy (fun () -> Shard.Run(Func<Task<int>>(fun () -> gate.Task), ShardOptions(Name = "refused-run")))
+                        thrownBy (fun () ->
+                            Shard.Run(Func<Task<int>>(fun () -> gate.Task), ShardOptions(Name = "refused-run")))
 
                     let named =
                         Directory.GetDirectories "/proc/self/task"
-                        |> Array.filter (fun t -> try File.ReadAllText(Path.Combine(t, "comm")).Trim() = "refused-run" with _ -> false)
+                        |> Array.filter (fun t ->
+                            try
+                                File.ReadAllText(Path.Combine(t, "comm")).Trim() = "refused-run"
+                            with _ ->
+                                false)
 
                     return thrown, named.Length
                 })
@@ -117,9 +125,14 @@ let private spawnedFailure =
                     return asyncThrow, syncThrow, afterwards
                 })
 
-        let e1 = expectExactExn<SpawnedWorkFailed> "awaiting spawned work that threw after a yield" asyncThrow
+        let e1 =
+            expectExactExn<SpawnedWorkFailed> "awaiting spawned work that threw after a yield" asyncThrow
+
         Expect.equal e1.Message "async boom" "the spawned work's own exception"
-        let e2 = expectExactExn<SpawnedWorkFailed> "awaiting spawned work that threw synchronously" syncThrow
+
+        let e2 =
+            expectExactExn<SpawnedWorkFailed> "awaiting spawned work that threw synchronously" syncThrow
+
         Expect.equal e2.Message "sync boom" "the spawned work's own exception"
         Expect.equal afterwards 7 "work spawned after the failures runs normally"
     }
@@ -176,7 +189,9 @@ let private mainCanceled =
                         Func<Task<int>>(fun () -> task { return raise (ShutdownRequested "stopped by the operator") })
                     )))
 
-        let e = expectExactExn<ShutdownRequested> "Shard.Run of a main that throws ShutdownRequested" thrown
+        let e =
+            expectExactExn<ShutdownRequested> "Shard.Run of a main that throws ShutdownRequested" thrown
+
         Expect.equal e.Message "stopped by the operator" "main's own message"
 
 /// Regression (a bug this suite found, now fixed): the same loss for spawned work: SpawnedWork<T>.Finish completes the spawned Task with
@@ -191,7 +206,9 @@ let private spawnedCanceled =
                 thrownByTask (fun () ->
                     spawn (fun () -> task { return raise (ShutdownRequested "spawned work stopped") })))
 
-        let e = expectExactExn<ShutdownRequested> "awaiting spawned work that threw ShutdownRequested" thrown
+        let e =
+            expectExactExn<ShutdownRequested> "awaiting spawned work that threw ShutdownRequested" thrown
+
         Expect.equal e.Message "spawned work stopped" "the spawned work's own message"
 
 let private foreignQueue =
@@ -209,7 +226,10 @@ let private foreignQueue =
 
                     let! elsewhere = other.Completion
                     let foreign = thrownBy (fun () -> spawnInto elsewhere (fun () -> Task.FromResult 1))
-                    let nullWork = thrownBy (fun () -> Shard.Spawn(Unchecked.defaultof<Func<Task<int>>>))
+
+                    let nullWork =
+                        thrownBy (fun () -> Shard.Spawn(Unchecked.defaultof<Func<Task<int>>>))
+
                     return foreign, nullWork
                 })
 
@@ -224,23 +244,31 @@ let private queueArguments =
             runShard (fun () ->
                 task {
                     let q = Shard.CreateTaskQueue("twice", Shares.Static 100, Latency.NotImportant)
+
                     let create (name: string) () =
                         Shard.CreateTaskQueue(name, Shares.Static 100, Latency.NotImportant)
 
                     let duplicate = thrownBy (create "twice")
                     let defaultName = thrownBy (create "default")
-                    let empty = thrownBy (fun () -> Shard.CreateTaskQueue("", Shares.Static 100, Latency.NotImportant))
+
+                    let empty =
+                        thrownBy (fun () -> Shard.CreateTaskQueue("", Shares.Static 100, Latency.NotImportant))
+
                     let! n = spawnInto q (fun () -> Task.FromResult 3)
                     return duplicate, defaultName, empty, n = 3
                 })
 
-        let e = expectExn<ArgumentException> "CreateTaskQueue with a name already used" duplicate
+        let e =
+            expectExn<ArgumentException> "CreateTaskQueue with a name already used" duplicate
+
         Expect.stringContains e.Message "twice" "the message names the duplicate"
 
         expectExn<ArgumentException> "CreateTaskQueue named like the shard's default queue" defaultName
         |> ignore
 
-        expectExn<ArgumentException> "CreateTaskQueue with an empty name" empty |> ignore
+        expectExn<ArgumentException> "CreateTaskQueue with an empty name" empty
+        |> ignore
+
         Expect.isTrue queueStillUsable "the first queue named 'twice' still runs work"
     }
 
@@ -282,24 +310,28 @@ let private options =
             (thrownBy (fun () -> ShardOptions(Placement = Unchecked.defaultof<Placement>)))
         |> ignore
 
-        let o = ShardOptions(RingEntries = 2, PreemptInterval = TimeSpan.FromMicroseconds 50.0)
+        let o =
+            ShardOptions(RingEntries = 2, PreemptInterval = TimeSpan.FromMicroseconds 50.0)
+
         Expect.equal o.RingEntries 2 "2 is a valid ring size"
         Expect.equal o.PreemptInterval (TimeSpan.FromMicroseconds 50.0) "50 µs is the shortest preempt interval"
     }
 
 let tests =
     testSequenced
-    <| testList "errors" [
-        offShard
-        runOnShardThrows
-        runOnShard
-        spawnedFailure
-        mainFailure
-        mainCanceledIsOce
-        mainCanceled
-        spawnedCanceled
-        foreignQueue
-        queueArguments
-        sharesAndLatency
-        options
-    ]
+    <| testList
+        "errors"
+        [
+            offShard
+            runOnShardThrows
+            runOnShard
+            spawnedFailure
+            mainFailure
+            mainCanceledIsOce
+            mainCanceled
+            spawnedCanceled
+            foreignQueue
+            queueArguments
+            sharesAndLatency
+            options
+        ]

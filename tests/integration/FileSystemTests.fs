@@ -73,12 +73,16 @@ let private renameReplace =
             let thrown =
                 runShard (fun () ->
                     task {
-                        let! thrown = thrownByTask (fun () -> task { do! FileSystem.RenameAsync(a, b, replace = false) })
+                        let! thrown =
+                            thrownByTask (fun () -> task { do! FileSystem.RenameAsync(a, b, replace = false) })
+
                         do! FileSystem.RenameAsync(c, b)
                         return thrown
                     })
 
-            let e = expectExn<Scipio.KernelIOException> "rename without replace onto an existing file" thrown
+            let e =
+                expectExn<Scipio.KernelIOException> "rename without replace onto an existing file" thrown
+
             Expect.equal e.Errno 17 "EEXIST"
             Expect.stringContains e.Message b "the message names the destination"
             Expect.stringContains e.Message "exists" "the message says it exists"
@@ -113,9 +117,19 @@ let private infoOfFile =
             Expect.equal info.Kind FileType.File "Kind"
             Expect.equal info.Mode (File.GetUnixFileMode path) "Mode"
             let written = DateTimeOffset(File.GetLastWriteTimeUtc path)
-            Expect.isLessThan (abs (info.LastWriteTime - written).TotalMilliseconds) 1.0 "LastWriteTime is the file's mtime"
+
+            Expect.isLessThan
+                (abs (info.LastWriteTime - written).TotalMilliseconds)
+                1.0
+                "LastWriteTime is the file's mtime"
+
             Expect.equal info.LastWriteTime.Offset TimeSpan.Zero "times are UTC"
-            Expect.isLessThan (abs (info.LastAccessTime - DateTimeOffset(fi.LastAccessTimeUtc)).TotalMilliseconds) 1.0 "LastAccessTime"
+
+            Expect.isLessThan
+                (abs (info.LastAccessTime - DateTimeOffset(fi.LastAccessTimeUtc)).TotalMilliseconds)
+                1.0
+                "LastAccessTime"
+
             Expect.isGreaterThanOrEqual info.ChangeTime info.LastWriteTime "the chmod came after the write"
 
             if info.CreationTime.HasValue then
@@ -153,21 +167,29 @@ let private infoOfOthers =
             Expect.equal linkInfo.Kind FileType.SymbolicLink "the link itself, not its target"
             Expect.equal linkInfo.Length (int64 file.Length) "a link's length is that of the path it holds"
             Expect.notEqual linkInfo.Inode fileInfo.Inode "the link is its own inode"
-            Expect.equal (dirInfo.DeviceMajor, dirInfo.DeviceMinor) (fileInfo.DeviceMajor, fileInfo.DeviceMinor) "one device")
+
+            Expect.equal
+                (dirInfo.DeviceMajor, dirInfo.DeviceMinor)
+                (fileInfo.DeviceMajor, fileInfo.DeviceMinor)
+                "one device")
     }
 
 let private infoOfMissing =
     test "GetInfoAsync of a missing path: FileNotFoundException naming it" {
         withTempDir (fun dir ->
             let missing = Path.Combine(dir, "nope")
-            let thrown = runShard (fun () -> thrownByTask (fun () -> task { return! FileSystem.GetInfoAsync missing }))
+
+            let thrown =
+                runShard (fun () -> thrownByTask (fun () -> task { return! FileSystem.GetInfoAsync missing }))
+
             let e = expectExn<FileNotFoundException> "GetInfoAsync of a missing path" thrown
             Expect.equal e.FileName missing "FileName"
             Expect.stringContains e.Message missing "the message names the path")
     }
 
 let private directoryErrors =
-    test "directory errors: create twice (EEXIST), delete a non-empty one (ENOTEMPTY), delete a file as a directory and a directory as a file" {
+    test
+        "directory errors: create twice (EEXIST), delete a non-empty one (ENOTEMPTY), delete a file as a directory and a directory as a file" {
         withTempDir (fun dir ->
             let sub = Path.Combine(dir, "d")
             let full = Path.Combine(dir, "full")
@@ -180,11 +202,21 @@ let private directoryErrors =
                 runShard (fun () ->
                     task {
                         do! FileSystem.CreateDirectoryAsync sub
-                        let! twice = thrownByTask (fun () -> task { do! FileSystem.CreateDirectoryAsync sub })
-                        let! notEmpty = thrownByTask (fun () -> task { do! FileSystem.DeleteDirectoryAsync full })
-                        let! fileAsDir = thrownByTask (fun () -> task { do! FileSystem.DeleteDirectoryAsync file })
+
+                        let! twice =
+                            thrownByTask (fun () -> task { do! FileSystem.CreateDirectoryAsync sub })
+
+                        let! notEmpty =
+                            thrownByTask (fun () -> task { do! FileSystem.DeleteDirectoryAsync full })
+
+                        let! fileAsDir =
+                            thrownByTask (fun () -> task { do! FileSystem.DeleteDirectoryAsync file })
+
                         let! dirAsFile = thrownByTask (fun () -> task { do! FileSystem.DeleteAsync sub })
-                        let! missing = thrownByTask (fun () -> task { do! FileSystem.DeleteAsync(Path.Combine(dir, "gone")) })
+
+                        let! missing =
+                            thrownByTask (fun () -> task { do! FileSystem.DeleteAsync(Path.Combine(dir, "gone")) })
+
                         return twice, notEmpty, fileAsDir, dirAsFile, missing
                     })
 
@@ -192,21 +224,33 @@ let private directoryErrors =
             Expect.equal e.Errno 17 "EEXIST"
             Expect.stringContains e.Message "already exists" "the message says it exists"
             Expect.stringContains e.Message sub "and names it"
-            let e = expectExn<IOException> "DeleteDirectoryAsync of a non-empty directory" notEmpty
+
+            let e =
+                expectExn<IOException> "DeleteDirectoryAsync of a non-empty directory" notEmpty
+
             Expect.stringContains e.Message "not empty" "the message says it is not empty"
             Expect.stringContains e.Message full "and names it"
             Expect.isTrue (File.Exists(Path.Combine(full, "inside"))) "nothing in it was deleted"
-            let e = expectExn<DirectoryNotFoundException> "DeleteDirectoryAsync of a file (ENOTDIR)" fileAsDir
+
+            let e =
+                expectExn<DirectoryNotFoundException> "DeleteDirectoryAsync of a file (ENOTDIR)" fileAsDir
+
             Expect.stringContains e.Message file "names the file"
             Expect.isTrue (File.Exists file) "the file is still there"
-            let e = expectExn<Scipio.KernelIOException> "DeleteAsync of a directory (EISDIR)" dirAsFile
+
+            let e =
+                expectExn<Scipio.KernelIOException> "DeleteAsync of a directory (EISDIR)" dirAsFile
+
             Expect.equal e.Errno 21 "EISDIR"
             Expect.isTrue (Directory.Exists sub) "the directory is still there"
-            expectExn<FileNotFoundException> "DeleteAsync of a missing file" missingFile |> ignore)
+
+            expectExn<FileNotFoundException> "DeleteAsync of a missing file" missingFile
+            |> ignore)
     }
 
 let private syncErrors =
-    test "SyncDirectoryAsync of a missing directory: FileNotFoundException naming it; of a file: DirectoryNotFoundException" {
+    test
+        "SyncDirectoryAsync of a missing directory: FileNotFoundException naming it; of a file: DirectoryNotFoundException" {
         withTempDir (fun dir ->
             let missing = Path.Combine(dir, "missing")
             let file = Path.Combine(dir, "file")
@@ -222,7 +266,9 @@ let private syncErrors =
                         return m, f
                     })
 
-            let e = expectExn<FileNotFoundException> "SyncDirectoryAsync of a missing directory" ofMissing
+            let e =
+                expectExn<FileNotFoundException> "SyncDirectoryAsync of a missing directory" ofMissing
+
             Expect.equal e.FileName missing "FileName"
             let e = expectExn<DirectoryNotFoundException> "SyncDirectoryAsync of a file" ofFile
             Expect.stringContains e.Message file "names the path")
@@ -243,13 +289,32 @@ let private canceled =
             let results =
                 runShard (fun () ->
                     task {
-                        let! r = thrownByTask (fun () -> task { do! FileSystem.RenameAsync(a, Path.Combine(dir, "b"), ct) })
+                        let! r =
+                            thrownByTask (fun () ->
+                                task { do! FileSystem.RenameAsync(a, Path.Combine(dir, "b"), ct) })
+
                         let! del = thrownByTask (fun () -> task { do! FileSystem.DeleteAsync(a, ct) })
-                        let! mk = thrownByTask (fun () -> task { do! FileSystem.CreateDirectoryAsync(newDir, ct) })
-                        let! rm = thrownByTask (fun () -> task { do! FileSystem.DeleteDirectoryAsync(d, ct) })
+
+                        let! mk =
+                            thrownByTask (fun () -> task { do! FileSystem.CreateDirectoryAsync(newDir, ct) })
+
+                        let! rm =
+                            thrownByTask (fun () -> task { do! FileSystem.DeleteDirectoryAsync(d, ct) })
+
                         let! info = thrownByTask (fun () -> task { return! FileSystem.GetInfoAsync(a, ct) })
-                        let! sync = thrownByTask (fun () -> task { do! FileSystem.SyncDirectoryAsync(d, ct) })
-                        return [ "RenameAsync", r; "DeleteAsync", del; "CreateDirectoryAsync", mk; "DeleteDirectoryAsync", rm; "GetInfoAsync", info; "SyncDirectoryAsync", sync ]
+
+                        let! sync =
+                            thrownByTask (fun () -> task { do! FileSystem.SyncDirectoryAsync(d, ct) })
+
+                        return
+                            [
+                                "RenameAsync", r
+                                "DeleteAsync", del
+                                "CreateDirectoryAsync", mk
+                                "DeleteDirectoryAsync", rm
+                                "GetInfoAsync", info
+                                "SyncDirectoryAsync", sync
+                            ]
                     })
 
             for name, thrown in results do
@@ -271,7 +336,10 @@ let private arguments =
                     "DeleteAsync", (fun () -> FileSystem.DeleteAsync p)
                     "CreateDirectoryAsync", (fun () -> FileSystem.CreateDirectoryAsync p)
                     "DeleteDirectoryAsync", (fun () -> FileSystem.DeleteDirectoryAsync p)
-                    "GetInfoAsync", (fun () -> FileSystem.GetInfoAsync p |> ignore; ValueTask.CompletedTask)
+                    "GetInfoAsync",
+                    (fun () ->
+                        FileSystem.GetInfoAsync p |> ignore
+                        ValueTask.CompletedTask)
                     "SyncDirectoryAsync", (fun () -> FileSystem.SyncDirectoryAsync dir)
                 ]
 
@@ -301,16 +369,18 @@ let private arguments =
 
 let tests =
     testSequenced
-    <| testList "FileSystem" [
-        roundTrip
-        relativePaths
-        renameReplace
-        renameMissing
-        infoOfFile
-        infoOfOthers
-        infoOfMissing
-        directoryErrors
-        syncErrors
-        canceled
-        arguments
-    ]
+    <| testList
+        "FileSystem"
+        [
+            roundTrip
+            relativePaths
+            renameReplace
+            renameMissing
+            infoOfFile
+            infoOfOthers
+            infoOfMissing
+            directoryErrors
+            syncErrors
+            canceled
+            arguments
+        ]

@@ -89,8 +89,7 @@ let thrownByTask (f: unit -> Task<'T>) : Task<exn option> =
 let expectExn<'E when 'E :> exn> (what: string) (thrown: exn option) : 'E =
     match thrown with
     | Some(:? 'E as e) -> e
-    | Some e ->
-        failtestf "%s: expected %s, but got %s: %s" what typeof<'E>.FullName (e.GetType().FullName) e.Message
+    | Some e -> failtestf "%s: expected %s, but got %s: %s" what typeof<'E>.FullName (e.GetType().FullName) e.Message
     | None -> failtestf "%s: expected %s, but nothing was thrown" what typeof<'E>.FullName
 
 /// Asserts that `thrown` is exactly an 'E (not a subtype) and returns it.
@@ -137,7 +136,9 @@ let ms (x: float) = TimeSpan.FromMilliseconds x
 
 /// Busy-waits for `span` without yielding: the shard runs nothing else meanwhile (a slow work item).
 let spin (span: TimeSpan) =
-    let until = Diagnostics.Stopwatch.GetTimestamp() + int64 (span.TotalSeconds * float Diagnostics.Stopwatch.Frequency)
+    let until =
+        Diagnostics.Stopwatch.GetTimestamp()
+        + int64 (span.TotalSeconds * float Diagnostics.Stopwatch.Frequency)
 
     while Diagnostics.Stopwatch.GetTimestamp() < until do
         Thread.SpinWait 20
@@ -177,8 +178,10 @@ module Libc =
     /// The system calls a parked shard blocks in: io_uring_enter (426), and for the epoll backend epoll_pwait2 (441)
     /// or epoll_wait / epoll_pwait (232 / 281 on x86-64; arm64 has only epoll_pwait, 22).
     let private parkCalls =
-        if RuntimeInformation.ProcessArchitecture = Architecture.Arm64 then [ "426 "; "441 "; "22 " ]
-        else [ "426 "; "441 "; "232 "; "281 " ]
+        if RuntimeInformation.ProcessArchitecture = Architecture.Arm64 then
+            [ "426 "; "441 "; "22 " ]
+        else
+            [ "426 "; "441 "; "232 "; "281 " ]
 
     /// Whether thread `tid` of this process is blocked where a parked shard blocks (io_uring_enter, or epoll's
     /// wait on the epoll backend), read from /proc: a parked shard, seen from outside without waking it.
@@ -192,7 +195,9 @@ module Libc =
     /// Waits (spinning with Thread.Yield, bounded by `shardTimeout`) until thread `tid` is blocked in
     /// io_uring_enter: the shard has parked. Fails the test if it never does.
     let waitUntilParked (what: string) (tid: int) =
-        let until = Diagnostics.Stopwatch.GetTimestamp() + int64 shardTimeout.TotalSeconds * Diagnostics.Stopwatch.Frequency
+        let until =
+            Diagnostics.Stopwatch.GetTimestamp()
+            + int64 shardTimeout.TotalSeconds * Diagnostics.Stopwatch.Frequency
 
         while not (isInIoUringEnter tid) do
             if Diagnostics.Stopwatch.GetTimestamp() > until then
@@ -207,9 +212,11 @@ module Libc =
         if sched_getaffinity (tid, unativeint (mask.Length * 8), mask) <> 0 then
             failtestf "sched_getaffinity(%d) failed: errno %d" tid (Marshal.GetLastPInvokeError())
 
-        [| for cpu in 0 .. mask.Length * 64 - 1 do
-               if mask[cpu / 64] &&& (1UL <<< (cpu % 64)) <> 0UL then
-                   cpu |]
+        [|
+            for cpu in 0 .. mask.Length * 64 - 1 do
+                if mask[cpu / 64] &&& (1UL <<< (cpu % 64)) <> 0UL then
+                    cpu
+        |]
 
     /// The CPUs the process may use: the main thread's mask, which the runtime must never change.
     let processCpus () = affinityOf Environment.ProcessId
@@ -224,16 +231,21 @@ type AllocationSampler() =
     let types = Collections.Concurrent.ConcurrentDictionary<string, int>()
 
     /// "Type × ticks, …" of what was sampled so far.
-    member _.Summary = types |> Seq.map (fun kv -> $"{kv.Key} × {kv.Value}") |> String.concat ", "
+    member _.Summary =
+        types |> Seq.map (fun kv -> $"{kv.Key} × {kv.Value}") |> String.concat ", "
 
     override this.OnEventSourceCreated(source) =
         if source.Name = "Microsoft-Windows-DotNETRuntime" then
-            this.EnableEvents(source, Diagnostics.Tracing.EventLevel.Verbose, LanguagePrimitives.EnumOfValue<int64, Diagnostics.Tracing.EventKeywords> 1L)
+            this.EnableEvents(
+                source,
+                Diagnostics.Tracing.EventLevel.Verbose,
+                LanguagePrimitives.EnumOfValue<int64, Diagnostics.Tracing.EventKeywords> 1L
+            )
 
     override _.OnEventWritten(e) =
         let name = e.EventName
+
         if not (isNull name) && (nonNull name).StartsWith "GCAllocationTick" then
             let payload = nonNull e.Payload
             let typeName = string payload.[(nonNull e.PayloadNames).IndexOf "TypeName"]
             types.AddOrUpdate(typeName, 1, fun _ v -> v + 1) |> ignore
-

@@ -57,7 +57,11 @@ let private canceledRead (how: string) (cancel: CancellationTokenSource -> unit)
             Expect.isTrue e.CancellationToken.IsCancellationRequested "the exception carries the canceled token"
             Expect.isLessThan elapsed promptly "the canceled read should end promptly"
             Expect.isTrue worksAfter "after the cancellation a file round-trips on the same shard"
-            Expect.isLessThanOrEqual inFlight 2 "nothing but the shard's own wake-up read and latency-ring poll is left in flight")
+
+            Expect.isLessThanOrEqual
+                inFlight
+                2
+                "nothing but the shard's own wake-up read and latency-ring poll is left in flight")
     }
 
 let private shutdownWithReadInFlight =
@@ -126,8 +130,7 @@ let private pendingReads (file: BufferedFile) (count: int) (token: CancellationT
 /// that complete only on an outside event (a FIFO, later an idle socket) nothing completed: the shard parked for
 /// good. The core's RingBook now keeps half the CQ for the shard's own operations (cancels, the wake-up read).
 let private cancelWithFullRing =
-    testCase
-        "with more reads in flight than a small ring holds, canceling them all ends every one"
+    testCase "with more reads in flight than a small ring holds, canceling them all ends every one"
     <| fun () ->
         withTempDir (fun dir ->
             let fifo = Path.Combine(dir, "fifo")
@@ -157,14 +160,14 @@ let private cancelWithFullRing =
 
             outcomes
             |> Array.iteri (fun i thrown ->
-                expectExn<OperationCanceledException> $"read %d{i} of 8 after the cancel" thrown |> ignore))
+                expectExn<OperationCanceledException> $"read %d{i} of 8 after the cancel" thrown
+                |> ignore))
 
 /// Regression: a shard whose ring was full could not be woken from another thread — the eventfd read was left
 /// unarmed for lack of CQ room — so a post from the timer thread wrote an eventfd nobody read. With the default 256
 /// entries that was 512 idle reads: a server's idle connections. Fixed with the same reserved room.
 let private wakeWithFullRing =
-    testCase
-        "with the ring full of reads that never complete, a foreign Task still wakes the shard"
+    testCase "with the ring full of reads that never complete, a foreign Task still wakes the shard"
     <| fun () ->
         withTempDir (fun dir ->
             let fifo = Path.Combine(dir, "fifo")
@@ -204,12 +207,15 @@ let private wakeWithFullRing =
 
 let tests =
     testSequenced
-    <| testList "in flight" [
-        canceledRead "from the shard" (fun cts -> cts.Cancel())
-        canceledRead "by CancelAfter (timer thread)" (fun cts -> cts.CancelAfter 20)
-        canceledRead "from a plain Thread" (fun cts -> Thread((fun () -> cts.Cancel()), IsBackground = true).Start())
-        shutdownWithReadInFlight
-        completedByWriter
-        cancelWithFullRing
-        wakeWithFullRing
-    ]
+    <| testList
+        "in flight"
+        [
+            canceledRead "from the shard" (fun cts -> cts.Cancel())
+            canceledRead "by CancelAfter (timer thread)" (fun cts -> cts.CancelAfter 20)
+            canceledRead "from a plain Thread" (fun cts ->
+                Thread((fun () -> cts.Cancel()), IsBackground = true).Start())
+            shutdownWithReadInFlight
+            completedByWriter
+            cancelWithFullRing
+            wakeWithFullRing
+        ]

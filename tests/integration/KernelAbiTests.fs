@@ -46,109 +46,108 @@ let private layout<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueT
     }
 
 let private structs =
-    testList "struct layout" [
-        layout<IoUringParams>
-            "struct io_uring_params"
-            120
-            [
-                "SqEntries", 0
-                "CqEntries", 4
-                "Flags", 8
-                "SqThreadCpu", 12
-                "SqThreadIdle", 16
-                "Features", 20
-                "WqFd", 24
-                "SqOff", 40
-                "CqOff", 80
-            ]
-        layout<IoUringSqe>
-            "struct io_uring_sqe"
-            64
-            [
-                "Opcode", 0
-                "Flags", 1
-                "IoPrio", 2
-                "Fd", 4
-                "Off", 8
-                "Addr", 16
-                "Len", 24
-                "OpFlags", 28
-                "UserData", 32
-                "BufIndex", 40
-                "Personality", 42
-                "FileIndex", 44
-                "Addr3", 48
-            ]
-        layout<IoUringCqe> "struct io_uring_cqe" 16 [ "UserData", 0; "Res", 8; "Flags", 12 ]
-        layout<RsrcRegister>
-            "struct io_uring_rsrc_register"
-            32
-            [ "Nr", 0; "Flags", 4; "Resv2", 8; "Data", 16; "Tags", 24 ]
-        layout<RsrcUpdate2>
-            "struct io_uring_rsrc_update2"
-            32
-            [ "Offset", 0; "Resv", 4; "Data", 8; "Tags", 16; "Nr", 24; "Resv2", 28 ]
-        layout<IoVec> "struct iovec" 16 [ "Base", 0; "Length", 8 ]
-        layout<SqRingOffsets>
-            "struct io_sqring_offsets"
-            40
-            [
-                "Head", 0
-                "Tail", 4
-                "RingMask", 8
-                "RingEntries", 12
-                "Flags", 16
-                "Dropped", 20
-                "Array", 24
-                "UserAddr", 32
-            ]
-        layout<CqRingOffsets>
-            "struct io_cqring_offsets"
-            40
-            [
-                "Head", 0
-                "Tail", 4
-                "RingMask", 8
-                "RingEntries", 12
-                "Overflow", 16
-                "Cqes", 20
-                "Flags", 24
-                "UserAddr", 32
-            ]
-        layout<KernelTimespec> "struct __kernel_timespec" 16 [ "Sec", 0; "Nsec", 8 ]
-        layout<GetEventsArg>
-            "struct io_uring_getevents_arg"
-            24
-            [ "Sigmask", 0; "SigmaskSize", 8; "Ts", 16 ]
-        layout<ProbeHeader> "struct io_uring_probe" 16 [ "LastOp", 0; "OpsLen", 1 ]
-        layout<ProbeOp> "struct io_uring_probe_op" 8 [ "Op", 0; "Flags", 2 ]
-        layout<Statx>
-            "struct statx"
-            256
-            [
-                "Mask", 0
-                "BlockSize", 4
-                "Mode", 28
-                "Inode", 32
-                "Size", 40
-                "Blocks", 48
-                "MtimeSec", 112
-                "MtimeNsec", 120
-                "DevMajor", 136
-                "DevMinor", 140
-                "LinkCount", 16
-                "Uid", 20
-                "Gid", 24
-                "AtimeSec", 64
-                "AtimeNsec", 72
-                "BtimeSec", 80
-                "BtimeNsec", 88
-                "CtimeSec", 96
-                "CtimeNsec", 104
-                "RdevMajor", 128
-                "RdevMinor", 132
-            ]
-    ]
+    testList
+        "struct layout"
+        [
+            layout<IoUringParams>
+                "struct io_uring_params"
+                120
+                [
+                    "SqEntries", 0
+                    "CqEntries", 4
+                    "Flags", 8
+                    "SqThreadCpu", 12
+                    "SqThreadIdle", 16
+                    "Features", 20
+                    "WqFd", 24
+                    "SqOff", 40
+                    "CqOff", 80
+                ]
+            layout<IoUringSqe>
+                "struct io_uring_sqe"
+                64
+                [
+                    "Opcode", 0
+                    "Flags", 1
+                    "IoPrio", 2
+                    "Fd", 4
+                    "Off", 8
+                    "Addr", 16
+                    "Len", 24
+                    "OpFlags", 28
+                    "UserData", 32
+                    "BufIndex", 40
+                    "Personality", 42
+                    "FileIndex", 44
+                    "Addr3", 48
+                ]
+            layout<IoUringCqe> "struct io_uring_cqe" 16 [ "UserData", 0; "Res", 8; "Flags", 12 ]
+            layout<RsrcRegister>
+                "struct io_uring_rsrc_register"
+                32
+                [ "Nr", 0; "Flags", 4; "Resv2", 8; "Data", 16; "Tags", 24 ]
+            layout<RsrcUpdate2>
+                "struct io_uring_rsrc_update2"
+                32
+                [ "Offset", 0; "Resv", 4; "Data", 8; "Tags", 16; "Nr", 24; "Resv2", 28 ]
+            layout<IoVec> "struct iovec" 16 [ "Base", 0; "Length", 8 ]
+            layout<SqRingOffsets>
+                "struct io_sqring_offsets"
+                40
+                [
+                    "Head", 0
+                    "Tail", 4
+                    "RingMask", 8
+                    "RingEntries", 12
+                    "Flags", 16
+                    "Dropped", 20
+                    "Array", 24
+                    "UserAddr", 32
+                ]
+            layout<CqRingOffsets>
+                "struct io_cqring_offsets"
+                40
+                [
+                    "Head", 0
+                    "Tail", 4
+                    "RingMask", 8
+                    "RingEntries", 12
+                    "Overflow", 16
+                    "Cqes", 20
+                    "Flags", 24
+                    "UserAddr", 32
+                ]
+            layout<KernelTimespec> "struct __kernel_timespec" 16 [ "Sec", 0; "Nsec", 8 ]
+            layout<GetEventsArg> "struct io_uring_getevents_arg" 24 [ "Sigmask", 0; "SigmaskSize", 8; "Ts", 16 ]
+            layout<ProbeHeader> "struct io_uring_probe" 16 [ "LastOp", 0; "OpsLen", 1 ]
+            layout<ProbeOp> "struct io_uring_probe_op" 8 [ "Op", 0; "Flags", 2 ]
+            layout<Statx>
+                "struct statx"
+                256
+                [
+                    "Mask", 0
+                    "BlockSize", 4
+                    "Mode", 28
+                    "Inode", 32
+                    "Size", 40
+                    "Blocks", 48
+                    "MtimeSec", 112
+                    "MtimeNsec", 120
+                    "DevMajor", 136
+                    "DevMinor", 140
+                    "LinkCount", 16
+                    "Uid", 20
+                    "Gid", 24
+                    "AtimeSec", 64
+                    "AtimeNsec", 72
+                    "BtimeSec", 80
+                    "BtimeNsec", 88
+                    "CtimeSec", 96
+                    "CtimeNsec", 104
+                    "RdevMajor", 128
+                    "RdevMinor", 132
+                ]
+        ]
 
 let private constants =
     test "setup flags and opcodes have the kernel's values" {
@@ -185,47 +184,54 @@ let private constants =
 
 let private rings =
     testSequenced
-    <| testList "rings on this kernel" [
-        test "a main ring gets SINGLE_ISSUER and DEFER_TASKRUN, and its probe knows READ" {
-            use ring = Scipio.Ring.Ring.Create(Scipio.Ring.RingRole.Main, 8u)
+    <| testList
+        "rings on this kernel"
+        [
+            test "a main ring gets SINGLE_ISSUER and DEFER_TASKRUN, and its probe knows READ" {
+                use ring = Scipio.Ring.Ring.Create(Scipio.Ring.RingRole.Main, 8u)
 
-            Expect.isTrue
-                (ring.Flags.HasFlag SetupFlags.SingleIssuer)
-                $"the main ring should have SINGLE_ISSUER on this kernel, got {ring.Flags}"
+                Expect.isTrue
+                    (ring.Flags.HasFlag SetupFlags.SingleIssuer)
+                    $"the main ring should have SINGLE_ISSUER on this kernel, got {ring.Flags}"
 
-            Expect.isTrue
-                (ring.Flags.HasFlag SetupFlags.DeferTaskRun)
-                $"the main ring should have DEFER_TASKRUN on this kernel, got {ring.Flags}"
+                Expect.isTrue
+                    (ring.Flags.HasFlag SetupFlags.DeferTaskRun)
+                    $"the main ring should have DEFER_TASKRUN on this kernel, got {ring.Flags}"
 
-            Expect.equal ring.SqEntries 8u "SQ entries as asked"
-            Expect.equal ring.CqEntries 1024u "the CQ is sized with CQSIZE: 16 × the SQ, at least 1024"
-            Expect.isTrue (ring.Features.HasFlag RingFeatures.NoDrop) "the kernel keeps overflowing CQEs (NODROP)"
-            Expect.isTrue (ring.Supports Opcode.Read) "the probe should report IORING_OP_READ as supported"
-            Expect.isTrue (ring.Supports Opcode.Statx) "the probe should report IORING_OP_STATX as supported"
-        }
+                Expect.equal ring.SqEntries 8u "SQ entries as asked"
+                Expect.equal ring.CqEntries 1024u "the CQ is sized with CQSIZE: 16 × the SQ, at least 1024"
+                Expect.isTrue (ring.Features.HasFlag RingFeatures.NoDrop) "the kernel keeps overflowing CQEs (NODROP)"
+                Expect.isTrue (ring.Supports Opcode.Read) "the probe should report IORING_OP_READ as supported"
+                Expect.isTrue (ring.Supports Opcode.Statx) "the probe should report IORING_OP_STATX as supported"
+            }
 
-        test "a latency ring has neither COOP_TASKRUN nor DEFER_TASKRUN (completions must show while code runs)" {
-            use ring = Scipio.Ring.Ring.Create(Scipio.Ring.RingRole.Latency, 8u)
+            test "a latency ring has neither COOP_TASKRUN nor DEFER_TASKRUN (completions must show while code runs)" {
+                use ring = Scipio.Ring.Ring.Create(Scipio.Ring.RingRole.Latency, 8u)
 
-            Expect.isFalse
-                (ring.Flags.HasFlag SetupFlags.CoopTaskRun)
-                $"the latency ring must not have COOP_TASKRUN, got {ring.Flags}"
+                Expect.isFalse
+                    (ring.Flags.HasFlag SetupFlags.CoopTaskRun)
+                    $"the latency ring must not have COOP_TASKRUN, got {ring.Flags}"
 
-            Expect.isFalse
-                (ring.Flags.HasFlag SetupFlags.DeferTaskRun)
-                $"the latency ring must not have DEFER_TASKRUN, got {ring.Flags}"
-        }
+                Expect.isFalse
+                    (ring.Flags.HasFlag SetupFlags.DeferTaskRun)
+                    $"the latency ring must not have DEFER_TASKRUN, got {ring.Flags}"
+            }
 
-        test "a shard's Stats report the main ring's flags" {
-            requireIoUring "the rings' setup flags"
-            let main, latency =
-                runShard (fun () -> task { return Shard.Stats.Main.SetupFlags, Shard.Stats.Latency.SetupFlags })
+            test "a shard's Stats report the main ring's flags" {
+                requireIoUring "the rings' setup flags"
 
-            Expect.stringContains main "DeferTaskRun" "Stats.Main.SetupFlags"
-            Expect.stringContains main "SingleIssuer" "Stats.Main.SetupFlags"
-            Expect.isFalse (latency.Contains "DeferTaskRun") $"Stats.Latency.SetupFlags has DeferTaskRun: %s{latency}"
-            Expect.isFalse (latency.Contains "CoopTaskRun") $"Stats.Latency.SetupFlags has CoopTaskRun: %s{latency}"
-        }
-    ]
+                let main, latency =
+                    runShard (fun () -> task { return Shard.Stats.Main.SetupFlags, Shard.Stats.Latency.SetupFlags })
+
+                Expect.stringContains main "DeferTaskRun" "Stats.Main.SetupFlags"
+                Expect.stringContains main "SingleIssuer" "Stats.Main.SetupFlags"
+
+                Expect.isFalse
+                    (latency.Contains "DeferTaskRun")
+                    $"Stats.Latency.SetupFlags has DeferTaskRun: %s{latency}"
+
+                Expect.isFalse (latency.Contains "CoopTaskRun") $"Stats.Latency.SetupFlags has CoopTaskRun: %s{latency}"
+            }
+        ]
 
 let tests = testList "kernel ABI" [ structs; constants; rings ]

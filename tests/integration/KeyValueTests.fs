@@ -34,13 +34,15 @@ let encode (args: string list) =
     text.Append('*').Append(List.length args).Append("\r\n") |> ignore
 
     for a in args do
-        text.Append('$').Append(a.Length).Append("\r\n").Append(a).Append("\r\n") |> ignore
+        text.Append('$').Append(a.Length).Append("\r\n").Append(a).Append("\r\n")
+        |> ignore
 
     latin1.GetBytes(text.ToString())
 
 /// A blocking RESP client on a plain socket (a test thread's, never a shard's); every receive bounded by 30 s.
 type Client(port: int) =
-    let socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
+    let socket =
+        new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
 
     do
         socket.NoDelay <- true
@@ -205,8 +207,17 @@ let private connectionLevel =
 
             expectErr "ERR unknown command 'x  y'" "CR LF in a name cannot break the reply" (c.Call [ "x\r\ny" ])
             Expect.equal (c.Call [ "GET" ]) (Err "ERR wrong number of arguments for 'get' command") "GET without a key"
-            expectErr "ERR wrong number of arguments for 'mset'" "MSET with a key and no value" (c.Call [ "MSET"; "a"; "1"; "b" ])
-            expectErr "ERR wrong number of arguments for 'incrby'" "INCRBY with one argument" (c.Call [ "INCRBY"; "a" ])
+
+            expectErr
+                "ERR wrong number of arguments for 'mset'"
+                "MSET with a key and no value"
+                (c.Call [ "MSET"; "a"; "1"; "b" ])
+
+            expectErr
+                "ERR wrong number of arguments for 'incrby'"
+                "INCRBY with one argument"
+                (c.Call [ "INCRBY"; "a" ])
+
             expectErr "ERR wrong number of arguments for 'dbsize'" "DBSIZE with an argument" (c.Call [ "DBSIZE"; "x" ])
             Expect.equal (c.Call [ "PING" ]) (Simple "PONG") "errors leave the connection usable"
             Expect.equal (c.Call [ "QUIT" ]) (Simple "OK") "QUIT answers OK"
@@ -245,7 +256,13 @@ let private getSet =
             | other -> failtestf "TTL: %A" other
 
             Expect.equal (c.Call [ "SET"; "ttl"; "w"; "KEEPTTL" ]) (Simple "OK") "KEEPTTL"
-            Expect.isTrue (match c.Call [ "TTL"; "ttl" ] with Int t -> t > 0L | _ -> false) "keeps the deadline"
+
+            Expect.isTrue
+                (match c.Call [ "TTL"; "ttl" ] with
+                 | Int t -> t > 0L
+                 | _ -> false)
+                "keeps the deadline"
+
             Expect.equal (c.Call [ "SET"; "ttl"; "x" ]) (Simple "OK") "a plain SET"
             Expect.equal (c.Call [ "TTL"; "ttl" ]) (Int -1L) "clears the deadline"
             Expect.equal (c.Call [ "SET"; "px"; "v"; "PX"; "100000" ]) (Simple "OK") "SET PX"
@@ -278,16 +295,29 @@ let private counters =
             Expect.equal (c.Call [ "GET"; "n" ]) (Bulk "9223372036854775807") "an overflow changes nothing"
             Expect.equal (c.Call [ "SET"; "m"; "-9223372036854775808" ]) (Simple "OK") "the bottom"
             expectErr "ERR increment or decrement would overflow" "below it" (c.Call [ "DECR"; "m" ])
-            expectErr "ERR decrement would overflow" "DECRBY long.MinValue" (c.Call [ "DECRBY"; "x"; "-9223372036854775808" ])
+
+            expectErr
+                "ERR decrement would overflow"
+                "DECRBY long.MinValue"
+                (c.Call [ "DECRBY"; "x"; "-9223372036854775808" ])
 
             for bad in [ "abc"; "1.5"; " 1"; "+1"; "01"; "-0"; ""; "99999999999999999999" ] do
                 Expect.equal (c.Call [ "SET"; "s"; bad ]) (Simple "OK") "set a non-integer"
                 expectErr "ERR value is not an integer or out of range" $"INCR of '%s{bad}'" (c.Call [ "INCR"; "s" ])
-                expectErr "ERR value is not an integer or out of range" $"INCRBY by '%s{bad}'" (c.Call [ "INCRBY"; "n"; bad ])
+
+                expectErr
+                    "ERR value is not an integer or out of range"
+                    $"INCRBY by '%s{bad}'"
+                    (c.Call [ "INCRBY"; "n"; bad ])
 
             Expect.equal (c.Call [ "SET"; "e"; "5"; "EX"; "1000" ]) (Simple "OK") "a counter with a deadline"
             Expect.equal (c.Call [ "INCR"; "e" ]) (Int 6L) "INCR"
-            Expect.isTrue (match c.Call [ "TTL"; "e" ] with Int t -> t > 0L | _ -> false) "keeps the deadline")
+
+            Expect.isTrue
+                (match c.Call [ "TTL"; "e" ] with
+                 | Int t -> t > 0L
+                 | _ -> false)
+                "keeps the deadline")
     }
 
 let private multiKey =
@@ -305,8 +335,16 @@ let private multiKey =
                 (Arr((mixed |> List.map (fun k -> Bulk("v-" + k))) @ [ Nil ]))
                 "MGET gathers the values in the order asked, nil for a missing key"
 
-            Expect.equal (c.Call [ "MGET"; a[0]; a[1] ]) (Arr [ Bulk("v-" + a[0]); Bulk("v-" + a[1]) ]) "MGET on one shard"
-            Expect.equal (c.Call [ "EXISTS"; a[0]; b[0]; "missing"; a[0] ]) (Int 3L) "EXISTS counts every key named, twice if named twice"
+            Expect.equal
+                (c.Call [ "MGET"; a[0]; a[1] ])
+                (Arr [ Bulk("v-" + a[0]); Bulk("v-" + a[1]) ])
+                "MGET on one shard"
+
+            Expect.equal
+                (c.Call [ "EXISTS"; a[0]; b[0]; "missing"; a[0] ])
+                (Int 3L)
+                "EXISTS counts every key named, twice if named twice"
+
             Expect.equal (c.Call [ "DBSIZE" ]) (Int 6L) "DBSIZE sums the shards"
             Expect.equal (c.Call [ "DEL"; a[0]; b[0]; "missing"; a[0] ]) (Int 2L) "DEL counts the keys it removed"
             Expect.equal (c.Call [ "DEL"; b[1] ]) (Int 1L) "DEL of one key"
@@ -335,12 +373,23 @@ let private expiry =
             Expect.equal (c.Call [ "EXPIRE"; "k"; "200"; "GT" ]) (Int 1L) "GT with a longer one"
             Expect.equal (c.Call [ "EXPIRE"; "k"; "300"; "LT" ]) (Int 0L) "LT with a longer one"
             Expect.equal (c.Call [ "PEXPIRE"; "k"; "150000"; "LT" ]) (Int 1L) "PEXPIRE LT with a shorter one"
-            Expect.isTrue (match c.Call [ "TTL"; "k" ] with Int t -> t > 140L && t <= 150L | _ -> false) "TTL in seconds"
+
+            Expect.isTrue
+                (match c.Call [ "TTL"; "k" ] with
+                 | Int t -> t > 140L && t <= 150L
+                 | _ -> false)
+                "TTL in seconds"
+
             expectErr "ERR NX and XX, GT or LT options" "NX with GT" (c.Call [ "EXPIRE"; "k"; "1"; "NX"; "GT" ])
             expectErr "ERR GT and LT options" "GT with LT" (c.Call [ "EXPIRE"; "k"; "1"; "GT"; "LT" ])
             expectErr "ERR Unsupported option" "an unknown option" (c.Call [ "EXPIRE"; "k"; "1"; "SOON" ])
             expectErr "ERR value is not an integer" "a non-integer" (c.Call [ "EXPIRE"; "k"; "soon" ])
-            expectErr "ERR invalid expire time in 'expire'" "seconds that overflow" (c.Call [ "EXPIRE"; "k"; "9223372036854775807" ])
+
+            expectErr
+                "ERR invalid expire time in 'expire'"
+                "seconds that overflow"
+                (c.Call [ "EXPIRE"; "k"; "9223372036854775807" ])
+
             Expect.equal (c.Call [ "PERSIST"; "k" ]) (Int 1L) "PERSIST removes the deadline"
             Expect.equal (c.Call [ "PERSIST"; "k" ]) (Int 0L) "once"
             Expect.equal (c.Call [ "TTL"; "k" ]) (Int -1L) "no deadline any more"
@@ -361,9 +410,14 @@ let private expiry =
 
             let swept () =
                 let s = stats server
-                s |> Array.forall (fun s -> s.Expiring = 0L) && (s |> Array.sumBy (fun s -> s.ExpiredKeys)) - before >= 10L
 
-            Expect.isTrue (SpinWait.SpinUntil(swept, TimeSpan.FromSeconds 10.0)) "both shards removed their keys unread"
+                s |> Array.forall (fun s -> s.Expiring = 0L)
+                && (s |> Array.sumBy (fun s -> s.ExpiredKeys)) - before >= 10L
+
+            Expect.isTrue
+                (SpinWait.SpinUntil(swept, TimeSpan.FromSeconds 10.0))
+                "both shards removed their keys unread"
+
             Expect.equal (c.Call [ "DBSIZE" ]) (Int 0L) "and DBSIZE counts none")
     }
 
@@ -375,7 +429,16 @@ let private infoAndAdmin =
 
             match c.Call [ "INFO" ] with
             | Bulk text ->
-                for needle in [ "# Server"; "# Keyspace"; "db0:keys=3"; "# Shards"; "shard0:cpu=0"; "shard1:cpu=1"; "connected_clients:1" ] do
+                for needle in
+                    [
+                        "# Server"
+                        "# Keyspace"
+                        "db0:keys=3"
+                        "# Shards"
+                        "shard0:cpu=0"
+                        "shard1:cpu=1"
+                        "connected_clients:1"
+                    ] do
                     Expect.stringContains text needle $"INFO has %s{needle}"
             | other -> failtestf "INFO: %A" other
 
@@ -408,14 +471,18 @@ let private pipelining =
             use c = new Client(server.Port)
 
             let commands, expected =
-                [ for i in 0..999 ->
-                      match i % 5 with
-                      | 0 -> [ "SET"; $"key:%d{i}"; $"value:%d{i}" ], Simple "OK"
-                      | 1 -> [ "GET"; $"key:%d{i - 1}" ], Bulk $"value:%d{i - 1}"
-                      | 2 -> [ "INCR"; "counter" ], Int(int64 (i / 5 + 1))
-                      | 3 -> [ "GET"; $"nothing:%d{i}" ], Nil
-                      | _ when i % 100 = 4 -> [ "MGET"; $"key:%d{i - 4}"; "counter" ], Arr [ Bulk $"value:%d{i - 4}"; Bulk $"%d{i / 5 + 1}" ]
-                      | _ -> [ "EXISTS"; $"key:%d{i - 4}"; $"key:%d{i - 9}" ], Int(if i < 9 then 1L else 2L) ]
+                [
+                    for i in 0..999 ->
+                        match i % 5 with
+                        | 0 -> [ "SET"; $"key:%d{i}"; $"value:%d{i}" ], Simple "OK"
+                        | 1 -> [ "GET"; $"key:%d{i - 1}" ], Bulk $"value:%d{i - 1}"
+                        | 2 -> [ "INCR"; "counter" ], Int(int64 (i / 5 + 1))
+                        | 3 -> [ "GET"; $"nothing:%d{i}" ], Nil
+                        | _ when i % 100 = 4 ->
+                            [ "MGET"; $"key:%d{i - 4}"; "counter" ],
+                            Arr [ Bulk $"value:%d{i - 4}"; Bulk $"%d{i / 5 + 1}" ]
+                        | _ -> [ "EXISTS"; $"key:%d{i - 4}"; $"key:%d{i - 9}" ], Int(if i < 9 then 1L else 2L)
+                ]
                 |> List.unzip
 
             let bytes = commands |> List.map encode |> Array.concat
@@ -427,7 +494,12 @@ let private pipelining =
                     failtestf "reply %d to %A: expected %A, got %A" i commands[i] want got
 
             let perShard = stats server
-            Expect.isGreaterThan (perShard |> Array.sumBy (fun s -> s.Forwarded)) 0L "some commands ran on the other shard"
+
+            Expect.isGreaterThan
+                (perShard |> Array.sumBy (fun s -> s.Forwarded))
+                0L
+                "some commands ran on the other shard"
+
             Expect.isTrue (perShard |> Array.forall (fun s -> s.Keys > 0L)) "both shards own keys")
     }
 
@@ -451,26 +523,37 @@ let private eachShard =
 
             let perShard = stats server
             Expect.equal (perShard |> Array.map (fun s -> s.Keys)) [| 100L; 100L |] "each shard owns its 100 keys"
-            Expect.isGreaterThan (perShard |> Array.sumBy (fun s -> s.RemoteOperations)) 0L "commands ran for the other shard's connections"
-            Expect.equal (perShard |> Array.sumBy (fun s -> s.Connections)) clients.Length "every connection is counted once"
+
+            Expect.isGreaterThan
+                (perShard |> Array.sumBy (fun s -> s.RemoteOperations))
+                0L
+                "commands ran for the other shard's connections"
+
+            Expect.equal
+                (perShard |> Array.sumBy (fun s -> s.Connections))
+                clients.Length
+                "every connection is counted once"
 
             for c in clients do
                 (c :> IDisposable).Dispose())
     }
 
 let private malformed =
-    test "malformed frames: -ERR Protocol error after the replies before it, then the connection closes; the server goes on" {
+    test
+        "malformed frames: -ERR Protocol error after the replies before it, then the connection closes; the server goes on" {
         withServer (fun server ->
             let cases =
-                [ "*abc\r\n", "invalid multibulk length"
-                  "*2\r\n$3\r\nGET\r\n:1\r\n", "expected '$', got ':'"
-                  "*1\r\n$-5\r\n", "invalid bulk length"
-                  "*1\r\n$x\r\n", "invalid bulk length"
-                  "*1\r\n$3\r\nGETxx\r\n", "expected CRLF"
-                  "*1\r\n$99999999999\r\n", "invalid bulk length"
-                  "*2000000\r\n", "invalid multibulk length"
-                  "*12345678901234567890\r\n", "invalid multibulk length"
-                  "SET \"unbalanced x\r\n", "unbalanced quotes" ]
+                [
+                    "*abc\r\n", "invalid multibulk length"
+                    "*2\r\n$3\r\nGET\r\n:1\r\n", "expected '$', got ':'"
+                    "*1\r\n$-5\r\n", "invalid bulk length"
+                    "*1\r\n$x\r\n", "invalid bulk length"
+                    "*1\r\n$3\r\nGETxx\r\n", "expected CRLF"
+                    "*1\r\n$99999999999\r\n", "invalid bulk length"
+                    "*2000000\r\n", "invalid multibulk length"
+                    "*12345678901234567890\r\n", "invalid multibulk length"
+                    "SET \"unbalanced x\r\n", "unbalanced quotes"
+                ]
 
             for frame, why in cases do
                 use c = new Client(server.Port)
@@ -535,15 +618,29 @@ let private manyClients =
                     let key = $"client:%d{id}:%d{r % 5}"
                     ok <- ok && c.Call [ "SET"; key; $"%d{id}/%d{r}" ] = Simple "OK"
                     ok <- ok && c.Call [ "GET"; key ] = Bulk $"%d{id}/%d{r}"
-                    ok <- ok && (match c.Call [ "INCR"; "shared" ] with Int _ -> true | _ -> false)
+
+                    ok <-
+                        ok
+                        && (match c.Call [ "INCR"; "shared" ] with
+                            | Int _ -> true
+                            | _ -> false)
 
                 ok
 
             let tasks =
-                [| for id in 1..clients ->
-                       Task.Factory.StartNew(run id, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default) |]
+                [|
+                    for id in 1..clients ->
+                        Task.Factory.StartNew(
+                            run id,
+                            CancellationToken.None,
+                            TaskCreationOptions.LongRunning,
+                            TaskScheduler.Default
+                        )
+                |]
 
-            let results = Task.WhenAll tasks |> awaitBounded "200 clients" (TimeSpan.FromSeconds 120.0)
+            let results =
+                Task.WhenAll tasks |> awaitBounded "200 clients" (TimeSpan.FromSeconds 120.0)
+
             Expect.isTrue (Array.forall id results) "every client read its own writes"
             use c = new Client(server.Port)
             Expect.equal (c.Call [ "GET"; "shared" ]) (Bulk $"%d{clients * rounds}") "no increment was lost"
@@ -552,62 +649,74 @@ let private manyClients =
 
 let private limits =
     test "limits: a bulk longer than proto-max-bulk-len, 512 MiB of garbage, a command past the query buffer limit" {
-        withServerAs
-            (fun o -> o.QueryBufferLimit <- 1L <<< 20)
-            (fun server ->
-                // A declared length over proto-max-bulk-len (512 MiB) is refused before any of it is read.
-                use c = new Client(server.Port)
-                c.Send(latin1.GetBytes "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n")
-                expectErr "ERR Protocol error: invalid bulk length" "a 512 MiB + 1 bulk" (c.Read())
-                Expect.isTrue (c.AtEnd()) "closed"
+        withServerAs (fun o -> o.QueryBufferLimit <- 1L <<< 20) (fun server ->
+            // A declared length over proto-max-bulk-len (512 MiB) is refused before any of it is read.
+            use c = new Client(server.Port)
+            c.Send(latin1.GetBytes "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n")
+            expectErr "ERR Protocol error: invalid bulk length" "a 512 MiB + 1 bulk" (c.Read())
+            Expect.isTrue (c.AtEnd()) "closed"
 
-                // One within proto-max-bulk-len that the query buffer (1 MiB here) cannot hold: refused from its header.
-                use c = new Client(server.Port)
-                c.Send(latin1.GetBytes "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\nxxxx")
-                expectErr "ERR Protocol error: query buffer limit" "a 10 MB bulk with a 1 MiB limit" (c.Read())
-                Expect.isTrue (c.AtEnd()) "closed"
+            // One within proto-max-bulk-len that the query buffer (1 MiB here) cannot hold: refused from its header.
+            use c = new Client(server.Port)
+            c.Send(latin1.GetBytes "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\nxxxx")
+            expectErr "ERR Protocol error: query buffer limit" "a 10 MB bulk with a 1 MiB limit" (c.Read())
+            Expect.isTrue (c.AtEnd()) "closed"
 
-                // Many small arguments that never end: refused when they fill the buffer.
-                use c = new Client(server.Port)
-                let sender =
-                    Task.Factory.StartNew(
-                        (fun () ->
-                            let arg = latin1.GetBytes "$1\r\na\r\n"
-                            let chunk = Array.concat (Array.create 8192 arg)
-                            try
-                                c.Send(latin1.GetBytes "*1000000\r\n")
-                                for _ in 1..100 do c.Send chunk // 5.6 MB in all, if the server took it
-                            with :? SocketException -> ()),
-                        CancellationToken.None,
-                        TaskCreationOptions.LongRunning,
-                        TaskScheduler.Default
-                    )
-                expectErr "ERR Protocol error: query buffer limit" "an endless command" (c.Read())
-                task { do! sender } |> awaitBounded "the sender" shardTimeout
+            // Many small arguments that never end: refused when they fill the buffer.
+            use c = new Client(server.Port)
 
-                // 512 MiB of garbage without a line end: refused once 64 KiB have come (an inline request's limit).
-                use c = new Client(server.Port)
-                let mutable sent = 0L
-                let garbage = Array.create (1 <<< 20) (byte 'x')
-                let sender =
-                    Task.Factory.StartNew(
-                        (fun () ->
-                            try
-                                while sent < (512L <<< 20) do
-                                    sent <- sent + int64 (c.Socket.Send garbage)
-                            with :? SocketException -> ()),
-                        CancellationToken.None,
-                        TaskCreationOptions.LongRunning,
-                        TaskScheduler.Default
-                    )
-                expectErr "ERR Protocol error: too big inline request" "512 MiB of garbage" (c.Read())
-                task { do! sender } |> awaitBounded "the garbage sender" shardTimeout
-                Expect.isLessThan sent (512L <<< 20) "the server closed the connection before taking it all"
+            let sender =
+                Task.Factory.StartNew(
+                    (fun () ->
+                        let arg = latin1.GetBytes "$1\r\na\r\n"
+                        let chunk = Array.concat (Array.create 8192 arg)
 
-                let peak = stats server |> Array.map (fun s -> s.PeakQueryBuffer) |> Array.max
-                Expect.isLessThanOrEqual peak (1L <<< 20) $"no connection's buffer passed the 1 MiB limit (peak %d{peak} B)"
-                use after = new Client(server.Port)
-                Expect.equal (after.Call [ "PING" ]) (Simple "PONG") "the server still serves")
+                        try
+                            c.Send(latin1.GetBytes "*1000000\r\n")
+
+                            for _ in 1..100 do
+                                c.Send chunk // 5.6 MB in all, if the server took it
+                        with :? SocketException ->
+                            ()),
+                    CancellationToken.None,
+                    TaskCreationOptions.LongRunning,
+                    TaskScheduler.Default
+                )
+
+            expectErr "ERR Protocol error: query buffer limit" "an endless command" (c.Read())
+            task { do! sender } |> awaitBounded "the sender" shardTimeout
+
+            // 512 MiB of garbage without a line end: refused once 64 KiB have come (an inline request's limit).
+            use c = new Client(server.Port)
+            let mutable sent = 0L
+            let garbage = Array.create (1 <<< 20) (byte 'x')
+
+            let sender =
+                Task.Factory.StartNew(
+                    (fun () ->
+                        try
+                            while sent < (512L <<< 20) do
+                                sent <- sent + int64 (c.Socket.Send garbage)
+                        with :? SocketException ->
+                            ()),
+                    CancellationToken.None,
+                    TaskCreationOptions.LongRunning,
+                    TaskScheduler.Default
+                )
+
+            expectErr "ERR Protocol error: too big inline request" "512 MiB of garbage" (c.Read())
+            task { do! sender } |> awaitBounded "the garbage sender" shardTimeout
+            Expect.isLessThan sent (512L <<< 20) "the server closed the connection before taking it all"
+
+            let peak = stats server |> Array.map (fun s -> s.PeakQueryBuffer) |> Array.max
+
+            Expect.isLessThanOrEqual
+                peak
+                (1L <<< 20)
+                $"no connection's buffer passed the 1 MiB limit (peak %d{peak} B)"
+
+            use after = new Client(server.Port)
+            Expect.equal (after.Call [ "PING" ]) (Simple "PONG") "the server still serves")
     }
 
 let private redisCli =
@@ -623,7 +732,13 @@ let private redisCli =
             withServer (fun server ->
                 let run (input: string option) (args: string) =
                     let info =
-                        ProcessStartInfo(cli, $"-p %d{server.Port} %s{args}", RedirectStandardOutput = true, RedirectStandardInput = input.IsSome, UseShellExecute = false)
+                        ProcessStartInfo(
+                            cli,
+                            $"-p %d{server.Port} %s{args}",
+                            RedirectStandardOutput = true,
+                            RedirectStandardInput = input.IsSome,
+                            UseShellExecute = false
+                        )
 
                     use p = Process.Start info |> nonNull
 
@@ -686,7 +801,13 @@ let private allocations =
                 let keys = [| for i in 0..1007 -> $"key:%012d{i}" |]
                 let setBytes = keys |> Array.map (fun k -> encode [ "SET"; k; value ])
                 let getBytes = keys |> Array.map (fun k -> encode [ "GET"; k ])
-                let pipelined = Array.init 63 (fun i -> Array.concat [ for k in i * 16 .. i * 16 + 15 -> if k % 2 = 0 then setBytes[k] else getBytes[k] ])
+
+                let pipelined =
+                    Array.init 63 (fun i ->
+                        Array.concat
+                            [
+                                for k in i * 16 .. i * 16 + 15 -> if k % 2 = 0 then setBytes[k] else getBytes[k]
+                            ])
 
                 // One round: 1,000 SETs and 1,000 GETs one at a time, then 1,008 of each in pipelines of 16.
                 let round () =
@@ -698,6 +819,7 @@ let private allocations =
 
                     for p in pipelined do
                         c.Send p
+
                         for _ in 1..16 do
                             c.Read() |> ignore
 
@@ -706,7 +828,8 @@ let private allocations =
                 for _ in 1..5 do
                     round () |> ignore // warm-up: creates the keys, lets the JIT settle
 
-                let shard0 () = server.GetShardStatsAsync 0 |> awaitBounded "the shard's stats" shardTimeout
+                let shard0 () =
+                    server.GetShardStatsAsync 0 |> awaitBounded "the shard's stats" shardTimeout
                 // A snapshot allocates on the shard after it reads the count (its first ones more, once): measure
                 // that with no traffic, after two to settle.
                 let s0 = shard0 ()
@@ -715,11 +838,20 @@ let private allocations =
                 let s1 = shard0 ()
                 let idle = s1.AllocatedBytes - s0.AllocatedBytes
                 let mutable ops = 0
+
                 for _ in 1..5 do
                     ops <- ops + round ()
+
                 let s2 = shard0 ()
                 let traffic = s2.AllocatedBytes - s1.AllocatedBytes - idle
-                printfn "KeyValue allocations: %d B on the shard over %d GET/SET (%.3f B each; snapshot %d B)" traffic ops (float traffic / float ops) idle
+
+                printfn
+                    "KeyValue allocations: %d B on the shard over %d GET/SET (%.3f B each; snapshot %d B)"
+                    traffic
+                    ops
+                    (float traffic / float ops)
+                    idle
+
                 Expect.equal (s2.Commands - s1.Commands) (int64 ops) "every command was counted"
                 Expect.equal traffic 0L $"the shard allocated %d{traffic} B over %d{ops} GET/SET in steady state")
     }
@@ -742,11 +874,15 @@ let private crossShardAllocations =
             let run count =
                 for _ in 1..count do
                     c.Send batch
+
                     for _ in keys do
                         c.Read() |> ignore
 
             run 500
-            let snapshot () = server.GetShardStatsAsync home |> awaitBounded "the shard's stats" shardTimeout
+
+            let snapshot () =
+                server.GetShardStatsAsync home |> awaitBounded "the shard's stats" shardTimeout
+
             snapshot () |> ignore
             let s0 = snapshot ()
             let s1 = snapshot ()
@@ -754,29 +890,36 @@ let private crossShardAllocations =
             run 1000
             let s2 = snapshot ()
             let perBatch = float (s2.AllocatedBytes - s1.AllocatedBytes - idle) / 1000.0
-            printfn "KeyValue cross-shard: %.0f B per batch of 16 GETs forwarded to the other shard (%.1f B per GET)" perBatch (perBatch / 16.0)
+
+            printfn
+                "KeyValue cross-shard: %.0f B per batch of 16 GETs forwarded to the other shard (%.1f B per GET)"
+                perBatch
+                (perBatch / 16.0)
+
             Expect.equal (s2.Forwarded - s1.Forwarded) 16000L "every GET was forwarded")
     }
 
 let tests =
     testSequenced
-    <| testList "keyvalue" [
-        connectionLevel
-        getSet
-        counters
-        multiKey
-        expiry
-        infoAndAdmin
-        inline'
-        pipelining
-        eachShard
-        malformed
-        oneByteWrites
-        bigValue
-        manyClients
-        limits
-        redisCli
-        startStop
-        allocations
-        crossShardAllocations
-    ]
+    <| testList
+        "keyvalue"
+        [
+            connectionLevel
+            getSet
+            counters
+            multiKey
+            expiry
+            infoAndAdmin
+            inline'
+            pipelining
+            eachShard
+            malformed
+            oneByteWrites
+            bigValue
+            manyClients
+            limits
+            redisCli
+            startStop
+            allocations
+            crossShardAllocations
+        ]

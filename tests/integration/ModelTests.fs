@@ -30,7 +30,11 @@ let private boundedCase (what: string) (case: string) (t: Task<'T>) : 'T =
             true
 
     if not finished then
-        failtestf "%s did not finish within %O (a hang: a lost wake-up or a wait never served). The case:\n%s" what caseTimeout case
+        failtestf
+            "%s did not finish within %O (a hang: a lost wake-up or a wait never served). The case:\n%s"
+            what
+            caseTimeout
+            case
 
     t.GetAwaiter().GetResult()
 
@@ -65,14 +69,28 @@ let private pauseOf (k: byte) = int k % 8 + 1
 
 /// The error a case completes the channel with, if any; recognized by reference.
 let private completionError (withError: bool) : exn option =
-    if withError then Some(InvalidOperationException "the writer's error" :> exn) else None
+    if withError then
+        Some(InvalidOperationException "the writer's error" :> exn)
+    else
+        None
 
 /// Runs one case: the writer's ops then Complete on CPU 0, the reader's ops then a drain on CPU 1, concurrently.
 /// Returns the violations of the model (empty when the run agrees with it).
-let private runChannelCase (capacity: int) (wops: WriterOp list) (rops: ReaderOp list) (withError: bool) (drain: Drain) =
+let private runChannelCase
+    (capacity: int)
+    (wops: WriterOp list)
+    (rops: ReaderOp list)
+    (withError: bool)
+    (drain: Drain)
+    =
     let case =
-        sprintf "capacity %d, writer %A then Complete(%s), reader %A then %A" capacity wops
-            (if withError then "error" else "") rops drain
+        sprintf
+            "capacity %d, writer %A then Complete(%s), reader %A then %A"
+            capacity
+            wops
+            (if withError then "error" else "")
+            rops
+            drain
 
     let ch = SharedChannel.CreateBounded<int> capacity
     let slots = int (BitOperations.RoundUpToPowerOf2(uint32 capacity))
@@ -83,190 +101,202 @@ let private runChannelCase (capacity: int) (wops: WriterOp list) (rops: ReaderOp
     let bGo = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
 
     let writer =
-        Shard.Start(
-            Func<Task<int * List<string>>>(fun () ->
-                task {
-                    aGo.TrySetResult() |> ignore
-                    do! bGo.Task
-                    let bad = List<string>()
-                    let mutable next = 0 // the next item, and how many were written successfully
+        Shard
+            .Start(
+                Func<Task<int * List<string>>>(fun () ->
+                    task {
+                        aGo.TrySetResult() |> ignore
+                        do! bGo.Task
+                        let bad = List<string>()
+                        let mutable next = 0 // the next item, and how many were written successfully
 
-                    let tryWrite (where: string) =
-                        let before = Volatile.Read(&readCount[0])
+                        let tryWrite (where: string) =
+                            let before = Volatile.Read(&readCount[0])
 
-                        if ch.Writer.TryWrite next then
-                            let after = Volatile.Read(&readCount[0])
-                            // In the ring before it: next - (taken), and taken <= after + 1.
-                            if next - after - 1 >= slots then
-                                bad.Add $"%s{where}: TryWrite %d{next} succeeded, but at least %d{next - after - 1} of %d{slots} slots were taken"
+                            if ch.Writer.TryWrite next then
+                                let after = Volatile.Read(&readCount[0])
+                                // In the ring before it: next - (taken), and taken <= after + 1.
+                                if next - after - 1 >= slots then
+                                    bad.Add
+                                        $"%s{where}: TryWrite %d{next} succeeded, but at least %d{next - after - 1} of %d{slots} slots were taken"
 
-                            next <- next + 1
-                            true
-                        else
-                            // In the ring: next - (taken), and taken >= before.
-                            if next - before < slots then
-                                bad.Add $"%s{where}: TryWrite %d{next} returned false with at most %d{next - before} of %d{slots} slots taken"
+                                next <- next + 1
+                                true
+                            else
+                                // In the ring: next - (taken), and taken >= before.
+                                if next - before < slots then
+                                    bad.Add
+                                        $"%s{where}: TryWrite %d{next} returned false with at most %d{next - before} of %d{slots} slots taken"
 
-                            false
+                                false
 
-                    for op in wops do
-                        match op with
-                        | TryWrite -> tryWrite "TryWrite" |> ignore
-                        | WriteAsync ->
-                            do! ch.Writer.WriteAsync next
-                            next <- next + 1
-                        | WaitThenTryWrite ->
+                        for op in wops do
+                            match op with
+                            | TryWrite -> tryWrite "TryWrite" |> ignore
+                            | WriteAsync ->
+                                do! ch.Writer.WriteAsync next
+                                next <- next + 1
+                            | WaitThenTryWrite ->
+                                let! room = ch.Writer.WaitToWriteAsync()
+
+                                if not room then
+                                    bad.Add "WaitToWriteAsync returned false before the writer completed"
+                                elif not (tryWrite "after WaitToWriteAsync") then
+                                    bad.Add "WaitToWriteAsync said there was room, but the TryWrite after it failed"
+                            | WriterPause k ->
+                                for _ in 1 .. pauseOf k do
+                                    do! Shard.Yield()
+
+                        match error with
+                        | Some e -> ch.Writer.Complete e
+                        | None -> ch.Writer.Complete()
+
+                        // After the completion: nothing more goes in.
+                        if ch.Writer.TryWrite -1 then
+                            bad.Add "TryWrite succeeded after Complete"
+
+                        if ch.Writer.TryComplete() then
+                            bad.Add "a second TryComplete succeeded"
+
+                        try
+                            do! ch.Writer.WriteAsync -1
+                            bad.Add "WriteAsync succeeded after Complete"
+                        with
+                        | :? ChannelClosedException -> ()
+                        | e ->
+                            bad.Add $"WriteAsync after Complete threw %s{e.GetType().Name}, not ChannelClosedException"
+
+                        try
                             let! room = ch.Writer.WaitToWriteAsync()
 
-                            if not room then
-                                bad.Add "WaitToWriteAsync returned false before the writer completed"
-                            elif not (tryWrite "after WaitToWriteAsync") then
-                                bad.Add "WaitToWriteAsync said there was room, but the TryWrite after it failed"
-                        | WriterPause k ->
-                            for _ in 1 .. pauseOf k do
-                                do! Shard.Yield()
+                            match error, room with
+                            | None, false -> ()
+                            | _ -> bad.Add $"WaitToWriteAsync after Complete returned %b{room}"
+                        with e ->
+                            match error with
+                            | Some err when Object.ReferenceEquals(e, err) -> ()
+                            | _ -> bad.Add $"WaitToWriteAsync after Complete threw %s{e.GetType().Name}: %s{e.Message}"
 
-                    match error with
-                    | Some e -> ch.Writer.Complete e
-                    | None -> ch.Writer.Complete()
-
-                    // After the completion: nothing more goes in.
-                    if ch.Writer.TryWrite -1 then bad.Add "TryWrite succeeded after Complete"
-                    if ch.Writer.TryComplete() then bad.Add "a second TryComplete succeeded"
-
-                    try
-                        do! ch.Writer.WriteAsync -1
-                        bad.Add "WriteAsync succeeded after Complete"
-                    with
-                    | :? ChannelClosedException -> ()
-                    | e -> bad.Add $"WriteAsync after Complete threw %s{e.GetType().Name}, not ChannelClosedException"
-
-                    try
-                        let! room = ch.Writer.WaitToWriteAsync()
-
-                        match error, room with
-                        | None, false -> ()
-                        | _ -> bad.Add $"WaitToWriteAsync after Complete returned %b{room}"
-                    with e ->
-                        match error with
-                        | Some err when Object.ReferenceEquals(e, err) -> ()
-                        | _ -> bad.Add $"WaitToWriteAsync after Complete threw %s{e.GetType().Name}: %s{e.Message}"
-
-                    return next, bad
-                }),
-            ShardOptions(Placement = Placement.Fixed 0)
-        ).Completion
+                        return next, bad
+                    }),
+                ShardOptions(Placement = Placement.Fixed 0)
+            )
+            .Completion
 
     let reader =
-        Shard.Start(
-            Func<Task<List<int> * List<string * int * exn option> * List<string>>>(fun () ->
-                task {
-                    bGo.TrySetResult() |> ignore
-                    do! aGo.Task
-                    let read = List<int>()
-                    // Each time the reader saw the completion: how, after how many items, with what exception.
-                    let closed = List<string * int * exn option>()
-                    let bad = List<string>()
+        Shard
+            .Start(
+                Func<Task<List<int> * List<string * int * exn option> * List<string>>>(fun () ->
+                    task {
+                        bGo.TrySetResult() |> ignore
+                        do! aGo.Task
+                        let read = List<int>()
+                        // Each time the reader saw the completion: how, after how many items, with what exception.
+                        let closed = List<string * int * exn option>()
+                        let bad = List<string>()
 
-                    let take (x: int) =
-                        read.Add x
-                        Interlocked.Increment(&readCount[0]) |> ignore
+                        let take (x: int) =
+                            read.Add x
+                            Interlocked.Increment(&readCount[0]) |> ignore
 
-                    let readAll (how: string) =
-                        task {
-                            try
-                                let e = ch.Reader.ReadAllAsync().GetAsyncEnumerator()
-                                let mutable go = true
+                        let readAll (how: string) =
+                            task {
+                                try
+                                    let e = ch.Reader.ReadAllAsync().GetAsyncEnumerator()
+                                    let mutable go = true
 
-                                while go do
-                                    let! more = e.MoveNextAsync()
-                                    if more then take e.Current else go <- false
+                                    while go do
+                                        let! more = e.MoveNextAsync()
+                                        if more then take e.Current else go <- false
 
-                                closed.Add(how, read.Count, None)
-                            with e ->
-                                closed.Add(how, read.Count, Some e)
-                        }
-
-                    let readAsync (how: string) =
-                        task {
-                            try
-                                let! x = ch.Reader.ReadAsync()
-                                take x
-                                return true
-                            with e ->
-                                closed.Add(how, read.Count, Some e)
-                                return false
-                        }
-
-                    let waitThenTryRead (how: string) =
-                        task {
-                            try
-                                let! more = ch.Reader.WaitToReadAsync()
-
-                                if more then
-                                    match ch.Reader.TryRead() with
-                                    | true, x -> take x
-                                    | _ -> bad.Add "WaitToReadAsync said there was an item, but the TryRead after it failed"
-                                else
                                     closed.Add(how, read.Count, None)
+                                with e ->
+                                    closed.Add(how, read.Count, Some e)
+                            }
 
-                                return more
-                            with e ->
-                                closed.Add(how, read.Count, Some e)
-                                return false
-                        }
+                        let readAsync (how: string) =
+                            task {
+                                try
+                                    let! x = ch.Reader.ReadAsync()
+                                    take x
+                                    return true
+                                with e ->
+                                    closed.Add(how, read.Count, Some e)
+                                    return false
+                            }
 
-                    for op in rops do
-                        match op with
-                        | TryRead ->
-                            match ch.Reader.TryRead() with
-                            | true, x -> take x
-                            | _ -> ()
-                        | ReadAsync -> do! readAsync "ReadAsync" :> Task
-                        | WaitThenTryRead -> do! waitThenTryRead "WaitToReadAsync" :> Task
-                        | ReadAll -> do! readAll "ReadAllAsync"
-                        | ReaderPause k ->
-                            for _ in 1 .. pauseOf k do
-                                do! Shard.Yield()
+                        let waitThenTryRead (how: string) =
+                            task {
+                                try
+                                    let! more = ch.Reader.WaitToReadAsync()
 
-                    match drain with
-                    | DrainReadAsync ->
-                        let mutable go = true
+                                    if more then
+                                        match ch.Reader.TryRead() with
+                                        | true, x -> take x
+                                        | _ ->
+                                            bad.Add
+                                                "WaitToReadAsync said there was an item, but the TryRead after it failed"
+                                    else
+                                        closed.Add(how, read.Count, None)
 
-                        while go do
-                            let! more = readAsync "drain: ReadAsync"
-                            go <- more
-                    | DrainWaitToRead ->
-                        let mutable go = true
+                                    return more
+                                with e ->
+                                    closed.Add(how, read.Count, Some e)
+                                    return false
+                            }
 
-                        while go do
-                            let! more = waitThenTryRead "drain: WaitToReadAsync"
-                            go <- more
-                    | DrainReadAll -> do! readAll "drain: ReadAllAsync"
+                        for op in rops do
+                            match op with
+                            | TryRead ->
+                                match ch.Reader.TryRead() with
+                                | true, x -> take x
+                                | _ -> ()
+                            | ReadAsync -> do! readAsync "ReadAsync" :> Task
+                            | WaitThenTryRead -> do! waitThenTryRead "WaitToReadAsync" :> Task
+                            | ReadAll -> do! readAll "ReadAllAsync"
+                            | ReaderPause k ->
+                                for _ in 1 .. pauseOf k do
+                                    do! Shard.Yield()
 
-                    // Drained and completed: Completion has ended, faulted with the error if there was one.
-                    let! completion =
-                        task {
-                            try
-                                do! ch.Reader.Completion
-                                return None
-                            with e ->
-                                return Some e
-                        }
+                        match drain with
+                        | DrainReadAsync ->
+                            let mutable go = true
 
-                    match error, completion with
-                    | None, None -> ()
-                    | Some err, Some e when Object.ReferenceEquals(e, err) -> ()
-                    | _ -> bad.Add $"Reader.Completion ended with %A{completion}, expected %A{error}"
+                            while go do
+                                let! more = readAsync "drain: ReadAsync"
+                                go <- more
+                        | DrainWaitToRead ->
+                            let mutable go = true
 
-                    match ch.Reader.TryRead() with
-                    | true, x -> bad.Add $"TryRead found %d{x} after the completion was seen"
-                    | _ -> ()
+                            while go do
+                                let! more = waitThenTryRead "drain: WaitToReadAsync"
+                                go <- more
+                        | DrainReadAll -> do! readAll "drain: ReadAllAsync"
 
-                    return read, closed, bad
-                }),
-            ShardOptions(Placement = Placement.Fixed 1)
-        ).Completion
+                        // Drained and completed: Completion has ended, faulted with the error if there was one.
+                        let! completion =
+                            task {
+                                try
+                                    do! ch.Reader.Completion
+                                    return None
+                                with e ->
+                                    return Some e
+                            }
+
+                        match error, completion with
+                        | None, None -> ()
+                        | Some err, Some e when Object.ReferenceEquals(e, err) -> ()
+                        | _ -> bad.Add $"Reader.Completion ended with %A{completion}, expected %A{error}"
+
+                        match ch.Reader.TryRead() with
+                        | true, x -> bad.Add $"TryRead found %d{x} after the completion was seen"
+                        | _ -> ()
+
+                        return read, closed, bad
+                    }),
+                ShardOptions(Placement = Placement.Fixed 1)
+            )
+            .Completion
 
     let written, writerBad = boundedCase "the writer's shard" case writer
     let read, closed, readerBad = boundedCase "the reader's shard" case reader
@@ -287,7 +317,8 @@ let private runChannelCase (capacity: int) (wops: WriterOp list) (rops: ReaderOp
         let ok =
             match how.Replace("drain: ", ""), error, thrown with
             | "ReadAsync", None, Some(:? ChannelClosedException as e) -> isNull e.InnerException
-            | "ReadAsync", Some err, Some(:? ChannelClosedException as e) -> Object.ReferenceEquals(e.InnerException, err)
+            | "ReadAsync", Some err, Some(:? ChannelClosedException as e) ->
+                Object.ReferenceEquals(e.InnerException, err)
             | ("WaitToReadAsync" | "ReadAllAsync"), None, None -> true
             | ("WaitToReadAsync" | "ReadAllAsync"), Some err, Some e -> Object.ReferenceEquals(e, err)
             | _ -> false
@@ -303,11 +334,19 @@ let private runChannelCase (capacity: int) (wops: WriterOp list) (rops: ReaderOp
 
 let private sharedChannelModel =
     testPropertyWithConfig
-        { FsCheckConfig.defaultConfig with maxTest = 300; endSize = 100 }
+        { FsCheckConfig.defaultConfig with
+            maxTest = 300
+            endSize = 100
+        }
         "SharedChannel between shards on CPUs 0 and 1 agrees with its model: successful writes read once, in order, then the completion"
     <| fun (capacity: byte) (wops: WriterOp list) (rops: ReaderOp list) (withError: bool) (drain: Drain) ->
         // Mostly small (1 to 4: the writer often finds it full), sometimes up to 64.
-        let capacity = if capacity < 192uy then int capacity % 4 + 1 else int capacity % 64 + 1
+        let capacity =
+            if capacity < 192uy then
+                int capacity % 4 + 1
+            else
+                int capacity % 64 + 1
+
         runChannelCase capacity wops rops withError drain
 
 // ---- LocalRwLock, one shard ----
@@ -344,7 +383,12 @@ type private RwModel() =
     member _.Status id = status[id]
     member _.Queue = List.ofSeq queue
 
-    member _.Holders = [ for id in 0 .. kinds.Count - 1 do if status[id] = Held then id ]
+    member _.Holders =
+        [
+            for id in 0 .. kinds.Count - 1 do
+                if status[id] = Held then
+                    id
+        ]
 
     member m.Readers = m.Holders |> List.filter (fun id -> not kinds[id]) |> List.length
     member m.WriterHeld = m.Holders |> List.exists (fun id -> kinds[id])
@@ -355,7 +399,8 @@ type private RwModel() =
         while go && queue.Count > 0 do
             let head = queue[0]
 
-            if m.WriterHeld then go <- false
+            if m.WriterHeld then
+                go <- false
             elif kinds[head] then
                 if m.Readers > 0 then
                     go <- false
@@ -372,7 +417,10 @@ type private RwModel() =
         let free = queue.Count = 0 && not m.WriterHeld && (not writer || m.Readers = 0)
         kinds.Add writer
         status.Add(if free then Held else Waiting)
-        if not free then queue.Add id
+
+        if not free then
+            queue.Add id
+
         id
 
     member m.Release id =
@@ -401,7 +449,12 @@ let private runRwCase (ops: RwOp list) =
             let mutable step = 0
 
             let fail (what: string) =
-                let at = if step >= 1 && step <= ops.Length then sprintf "step %d (%A)" step (List.item (step - 1) ops) else "the end"
+                let at =
+                    if step >= 1 && step <= ops.Length then
+                        sprintf "step %d (%A)" step (List.item (step - 1) ops)
+                    else
+                        "the end"
+
                 failtestf "LocalRwLock disagrees with the model at %s: %s\nThe case: %s" at what case
 
             let request (writer: bool) =
@@ -409,7 +462,12 @@ let private runRwCase (ops: RwOp list) =
                 let cts = new CancellationTokenSource()
                 ctss.Add cts
                 status.Add Waiting
-                let pending = if writer then rw.WriteLockAsync cts.Token else rw.ReadLockAsync cts.Token
+
+                let pending =
+                    if writer then
+                        rw.WriteLockAsync cts.Token
+                    else
+                        rw.ReadLockAsync cts.Token
 
                 tasks.Add(
                     task {
@@ -424,7 +482,8 @@ let private runRwCase (ops: RwOp list) =
 
                 // Served at once exactly when the model says so (the wait completes synchronously).
                 if status[id] <> model.Status id then
-                    fail $"request %d{id} (%s{kindName writer}) is %A{status[id]} at once; the model: %A{model.Status id}"
+                    fail
+                        $"request %d{id} (%s{kindName writer}) is %A{status[id]} at once; the model: %A{model.Status id}"
 
             // The lock's own counters, exact at every moment.
             let checkLock () =
@@ -432,15 +491,23 @@ let private runRwCase (ops: RwOp list) =
                     fail $"a writer holds the lock together with %d{rw.CurrentReaders} readers"
 
                 if rw.CurrentReaders <> model.Readers || rw.IsWriteLocked <> model.WriterHeld then
-                    fail $"the lock has %d{rw.CurrentReaders} readers, writer %b{rw.IsWriteLocked}; the model: %d{model.Readers} readers, writer %b{model.WriterHeld} (holders %A{model.Holders}, queue %A{model.Queue})"
+                    fail
+                        $"the lock has %d{rw.CurrentReaders} readers, writer %b{rw.IsWriteLocked}; the model: %d{model.Readers} readers, writer %b{model.WriterHeld} (holders %A{model.Holders}, queue %A{model.Queue})"
 
             // After a turn every granted or canceled wait has resumed: each request's state is the model's.
             let checkAll () =
                 for id in 0 .. model.Count - 1 do
                     if status[id] <> model.Status id then
-                        fail $"request %d{id} (%s{kindName (model.IsWriter id)}) is %A{status[id]}; the model: %A{model.Status id} (queue %A{model.Queue})"
+                        fail
+                            $"request %d{id} (%s{kindName (model.IsWriter id)}) is %A{status[id]}; the model: %A{model.Status id} (queue %A{model.Queue})"
 
-                let held = [ for id in 0 .. status.Count - 1 do if status[id] = Held then id ]
+                let held =
+                    [
+                        for id in 0 .. status.Count - 1 do
+                            if status[id] = Held then
+                                id
+                    ]
+
                 let writers = held |> List.filter model.IsWriter
 
                 if not writers.IsEmpty && held.Length > 1 then
@@ -451,7 +518,8 @@ let private runRwCase (ops: RwOp list) =
                     if not (model.IsWriter r) then
                         for w in 0 .. r - 1 do
                             if model.IsWriter w && status[w] = Waiting then
-                                fail $"reader %d{r} holds the lock while writer %d{w}, which arrived before it, still waits"
+                                fail
+                                    $"reader %d{r} holds the lock while writer %d{w}, which arrived before it, still waits"
 
             let turn () =
                 task {
@@ -461,9 +529,11 @@ let private runRwCase (ops: RwOp list) =
 
             let release id =
                 task {
-                    if status[id] <> Held then do! turn () // granted, not resumed yet
+                    if status[id] <> Held then
+                        do! turn () // granted, not resumed yet
 
-                    if status[id] <> Held then fail $"request %d{id} holds the lock in the model, but never resumed with its hold"
+                    if status[id] <> Held then
+                        fail $"request %d{id} holds the lock in the model, but never resumed with its hold"
 
                     model.Release id
                     status[id] <- Released
@@ -505,14 +575,21 @@ let private runRwCase (ops: RwOp list) =
 
             while not model.Holders.IsEmpty do
                 rounds <- rounds + 1
-                if rounds > model.Count + 1 then fail "the holders never ran out"
+
+                if rounds > model.Count + 1 then
+                    fail "the holders never ran out"
 
                 for id in model.Holders do
                     do! release id
 
                 do! turn ()
 
-            let stuck = [ for id in 0 .. status.Count - 1 do if status[id] = Waiting then id ]
+            let stuck =
+                [
+                    for id in 0 .. status.Count - 1 do
+                        if status[id] = Waiting then
+                            id
+                ]
 
             if not stuck.IsEmpty then
                 fail $"requests %A{stuck} still wait with the lock free: a lost wake-up"
@@ -521,7 +598,8 @@ let private runRwCase (ops: RwOp list) =
                 fail "the lock is still held after every hold was released"
 
             for t in tasks do
-                if not t.IsCompleted then fail "a request's task has not ended"
+                if not t.IsCompleted then
+                    fail "a request's task has not ended"
 
             for cts in ctss do
                 cts.Dispose()
@@ -532,9 +610,11 @@ let private runRwCase (ops: RwOp list) =
 
 let private rwLockModel =
     testPropertyWithConfig
-        { FsCheckConfig.defaultConfig with maxTest = 500; endSize = 100 }
+        { FsCheckConfig.defaultConfig with
+            maxTest = 500
+            endSize = 100
+        }
         "LocalRwLock agrees step by step with a FIFO model: who holds it, who waits, no reader past an earlier writer, no lost wake-up"
     <| fun (ops: RwOp list) -> runRwCase ops
 
-let tests =
-    testSequenced <| testList "models" [ sharedChannelModel; rwLockModel ]
+let tests = testSequenced <| testList "models" [ sharedChannelModel; rwLockModel ]

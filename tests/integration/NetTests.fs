@@ -52,7 +52,11 @@ let private echo (stream: SocketStream) =
 
         while go do
             let! n = stream.ReadAsync(Memory buffer)
-            if n = 0 then go <- false else do! stream.WriteAsync(ReadOnlyMemory(buffer, 0, n))
+
+            if n = 0 then
+                go <- false
+            else
+                do! stream.WriteAsync(ReadOnlyMemory(buffer, 0, n))
 
         do! stream.DisposeAsync()
         return 0
@@ -66,6 +70,7 @@ let private echoRoundTrip (local: IPEndPoint) =
             runShard (fun () ->
                 task {
                     let! listener = task { return TcpListener.Bind local }
+
                     let server =
                         spawn (fun () ->
                             task {
@@ -73,7 +78,9 @@ let private echoRoundTrip (local: IPEndPoint) =
                                 return! echo connection
                             })
 
-                    let! client = TcpStream.ConnectAsync(IPEndPoint(local.Address, listener.LocalEndPoint.Port))
+                    let! client =
+                        TcpStream.ConnectAsync(IPEndPoint(local.Address, listener.LocalEndPoint.Port))
+
                     let results = ResizeArray()
 
                     for size in sizes do
@@ -94,8 +101,10 @@ let private echoRoundTrip (local: IPEndPoint) =
                 })
 
         let echoed, portsAgree, atEnd = results
+
         for size, ok in echoed do
             Expect.isTrue ok $"a %d{size}-byte message comes back byte-exact"
+
         Expect.isTrue portsAgree "the client's RemoteEndPoint is the listener's port"
         Expect.equal atEnd 0 "after the server closed, a read returns 0 (the end of the stream)"
     }
@@ -109,19 +118,25 @@ let private manyConnections =
                 task {
                     let listener = TcpListener.Bind loopback4
                     let port = listener.LocalEndPoint.Port
+
                     let server =
                         spawn (fun () ->
                             task {
                                 let handlers = ResizeArray()
+
                                 for _ in 1..count do
                                     let! connection = listener.AcceptAsync()
                                     handlers.Add(spawn (fun () -> echo connection))
+
                                 let! _ = Task.WhenAll handlers
                                 return 0
                             })
 
                     let! clients =
-                        Task.WhenAll(Array.init count (fun _ -> TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port)).AsTask()))
+                        Task.WhenAll(
+                            Array.init count (fun _ ->
+                                TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port)).AsTask())
+                        )
 
                     // Every connection idles with a receive armed: those are lingering, the ring has room.
                     let before = Shard.Stats.Main.Submitted
@@ -155,6 +170,7 @@ let private halfClose =
             runShard (fun () ->
                 task {
                     let listener = TcpListener.Bind loopback4
+
                     let server =
                         spawn (fun () ->
                             task {
@@ -165,7 +181,9 @@ let private halfClose =
                                 return request.Length
                             })
 
-                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+                    let! client =
+                        TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
                     do! client.WriteAsync(ReadOnlyMemory "hello"B)
                     do! client.ShutdownAsync SocketShutdown.Send
                     let! answer = readExactly client 100
@@ -175,7 +193,10 @@ let private halfClose =
                     return serverSaw, answer
                 })
 
-        Expect.equal result (5, "got:hello"B) "the server saw 5 bytes then the end; its answer arrived after our shutdown"
+        Expect.equal
+            result
+            (5, "got:hello"B)
+            "the server saw 5 bytes then the end; its answer arrived after our shutdown"
     }
 
 let private peerReset =
@@ -259,14 +280,17 @@ let private cancelThenReuse =
                     return acceptCanceled, readCanceled, message, second
                 })
 
-        expectExn<OperationCanceledException> "the canceled accept" acceptCanceled |> ignore
+        expectExn<OperationCanceledException> "the canceled accept" acceptCanceled
+        |> ignore
+
         expectExn<OperationCanceledException> "the canceled read" readCanceled |> ignore
         Expect.equal message "after cancel"B "the connection reads on after a canceled read"
         Expect.equal secondMessage "again"B "and after a read canceled from another thread"
     }
 
 let private zeroCopyWrites =
-    test "writes sent zero-copy (SEND_ZC, above its threshold) arrive byte-exact; the buffer is free once the write returns" {
+    test
+        "writes sent zero-copy (SEND_ZC, above its threshold) arrive byte-exact; the buffer is free once the write returns" {
         let saved = SocketConnection.ZeroCopyWriteThreshold
         SocketConnection.ZeroCopyWriteThreshold <- 64 <<< 10
 
@@ -280,6 +304,7 @@ let private zeroCopyWrites =
                         let! server = accepting
                         let message = pattern 5 (1 <<< 20)
                         let buffer = Array.copy message
+
                         let writing =
                             spawn (fun () ->
                                 task {
@@ -288,6 +313,7 @@ let private zeroCopyWrites =
                                     Array.fill buffer 0 buffer.Length 0uy
                                     return 0
                                 })
+
                         let! back = readExactly server message.Length
                         let! _ = writing
                         do! client.DisposeAsync()
@@ -310,11 +336,20 @@ let private errors =
                     let probe = TcpListener.Bind loopback4
                     let freePort = probe.LocalEndPoint.Port
                     do! probe.DisposeAsync()
-                    let! refused = thrownByTask (fun () -> TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, freePort)).AsTask())
+
+                    let! refused =
+                        thrownByTask (fun () ->
+                            TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, freePort)).AsTask())
 
                     let first = TcpListener.Bind(loopback4, TcpListenerOptions(ReusePort = false))
+
                     let inUse =
-                        thrownBy (fun () -> TcpListener.Bind(IPEndPoint(IPAddress.Loopback, first.LocalEndPoint.Port), TcpListenerOptions(ReusePort = false)))
+                        thrownBy (fun () ->
+                            TcpListener.Bind(
+                                IPEndPoint(IPAddress.Loopback, first.LocalEndPoint.Port),
+                                TcpListenerOptions(ReusePort = false)
+                            ))
+
                     do! first.DisposeAsync()
 
                     let listener = TcpListener.Bind loopback4
@@ -329,7 +364,10 @@ let private errors =
         let e = expectExn<SocketException> "bind to a port in use" inUse
         Expect.equal e.SocketErrorCode SocketError.AddressAlreadyInUse "AddressAlreadyInUse"
         Expect.stringContains e.Message "pick another port" "the message says what to do"
-        expectExn<ObjectDisposedException> "accept on a disposed listener" disposed |> ignore
+
+        expectExn<ObjectDisposedException> "accept on a disposed listener" disposed
+        |> ignore
+
         expectExn<ArgumentException> "an empty Unix path" emptyPath |> ignore
         let offShard = thrownBy (fun () -> TcpListener.Bind loopback4)
         expectExn<InvalidOperationException> "Bind off a shard" offShard |> ignore
@@ -341,14 +379,25 @@ let private disposeAndOwnership =
             runShard (fun () ->
                 task {
                     let listener = TcpListener.Bind loopback4
-                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
+                    let! client =
+                        TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
                     let! server = listener.AcceptAsync()
                     let reading = server.ReadAsync(Memory(Array.zeroCreate 16)).AsTask()
                     do! Shard.Yield()
                     do! server.DisposeAsync()
                     let! aborted = thrownByTask (fun () -> reading)
-                    let! afterDispose = thrownByTask (fun () -> server.ReadAsync(Memory(Array.zeroCreate 16)).AsTask())
-                    let other = Shard.Start(Func<Task<exn option>>(fun () -> thrownByTask (fun () -> task { do! client.WriteAsync(ReadOnlyMemory [| 1uy |]) })))
+
+                    let! afterDispose =
+                        thrownByTask (fun () -> server.ReadAsync(Memory(Array.zeroCreate 16)).AsTask())
+
+                    let other =
+                        Shard.Start(
+                            Func<Task<exn option>>(fun () ->
+                                thrownByTask (fun () -> task { do! client.WriteAsync(ReadOnlyMemory [| 1uy |]) }))
+                        )
+
                     let! wrongShard = other.Completion
                     do! client.DisposeAsync()
                     do! listener.DisposeAsync()
@@ -372,14 +421,17 @@ let private unixRoundTrip =
                 runShard (fun () ->
                     task {
                         let results = ResizeArray()
+
                         for name in [ path; abstractName ] do
                             let listener = UnixListener.Bind name
+
                             let server =
                                 spawn (fun () ->
                                     task {
                                         let! c = listener.AcceptAsync()
                                         return! echo c
                                     })
+
                             let! client = UnixStream.ConnectAsync name
                             let message = pattern 3 50_000
                             let writing = writeInBackground client message
@@ -389,6 +441,7 @@ let private unixRoundTrip =
                             let! _ = server
                             do! listener.DisposeAsync()
                             results.Add((back = message))
+
                         return List.ofSeq results
                     })
 
@@ -401,6 +454,7 @@ let private udpRoundTrip =
             runShard (fun () ->
                 task {
                     let results = ResizeArray()
+
                     for local in [ loopback4; loopback6 ] do
                         let! a = task { return UdpSocket.Bind local }
                         let b = UdpSocket.Bind local
@@ -413,9 +467,17 @@ let private udpRoundTrip =
                         let receiving = b.ReceiveFromAsync(Memory buffer).AsTask()
                         let! _ = a.SendAsync(ReadOnlyMemory "second"B)
                         let! got2 = receiving
-                        results.Add(sent, got.ReceivedBytes, got.RemoteEndPoint = (a.LocalEndPoint :> EndPoint), Text.Encoding.ASCII.GetString(buffer, 0, got2.ReceivedBytes))
+
+                        results.Add(
+                            sent,
+                            got.ReceivedBytes,
+                            got.RemoteEndPoint = (a.LocalEndPoint :> EndPoint),
+                            Text.Encoding.ASCII.GetString(buffer, 0, got2.ReceivedBytes)
+                        )
+
                         do! a.DisposeAsync()
                         do! b.DisposeAsync()
+
                     return List.ofSeq results
                 })
 
@@ -433,6 +495,7 @@ let private adapters =
                     let listener = TcpListener.Bind loopback4
                     let port = listener.LocalEndPoint.Port
                     let text = String.Join("\n", [ for i in 1..500 -> $"line {i}" ]) + "\n"
+
                     let sender =
                         spawn (fun () ->
                             task {
@@ -440,6 +503,7 @@ let private adapters =
                                     let! connection = listener.AcceptAsync()
                                     do! connection.WriteAsync(ReadOnlyMemory(Text.Encoding.UTF8.GetBytes text))
                                     do! connection.DisposeAsync()
+
                                 return 0
                             })
 
@@ -449,26 +513,32 @@ let private adapters =
                     let mutable line = null
                     let! l = reader.ReadLineAsync()
                     line <- l
+
                     while not (isNull line) do
                         lines.Add line
                         let! l = reader.ReadLineAsync()
                         line <- l
+
                     do! first.DisposeAsync()
 
                     let! second = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, port))
                     let pipe = second.AsPipe().Input
                     let parsed = ResizeArray()
                     let mutable finished = false
+
                     while not finished do
                         let! result = pipe.ReadAsync()
                         let mutable buffer = result.Buffer
                         let mutable position = buffer.PositionOf(byte '\n')
+
                         while position.HasValue do
                             parsed.Add(Text.Encoding.UTF8.GetString(buffer.Slice(0, position.Value).ToArray()))
                             buffer <- buffer.Slice(buffer.GetPosition(1L, position.Value))
                             position <- buffer.PositionOf(byte '\n')
+
                         pipe.AdvanceTo(buffer.Start, buffer.End)
                         finished <- result.IsCompleted
+
                     do! pipe.CompleteAsync()
                     do! second.DisposeAsync()
                     let! _ = sender
@@ -481,7 +551,8 @@ let private adapters =
         Expect.equal parsed expected "the PipeReader parser saw every line"
     }
 
-let private openDescriptors () = Directory.GetFiles("/proc/self/fd").Length
+let private openDescriptors () =
+    Directory.GetFiles("/proc/self/fd").Length
 
 let private noFdLeak =
     test "10,000 connect/accept/close cycles leave no descriptor behind" {
@@ -497,11 +568,13 @@ let private noFdLeak =
                     for i in 1..10_000 do
                         let! client = TcpStream.ConnectAsync target
                         let! server = listener.AcceptAsync()
+
                         if i % 100 = 0 then
                             // Now and then a byte crosses, so the receive path is armed and torn down too.
                             do! client.WriteAsync(ReadOnlyMemory [| byte i |])
                             let! _ = server.ReadAsync(Memory(Array.zeroCreate 1))
                             ()
+
                         do! client.DisposeAsync()
                         do! server.DisposeAsync()
                         done' <- done' + 1
@@ -511,7 +584,11 @@ let private noFdLeak =
                 })
 
         Expect.equal cycles 10_000 "every cycle completed"
-        Expect.isLessThanOrEqual (openDescriptors ()) (before + 2) "the process holds no more descriptors than before (± the runtime's own)"
+
+        Expect.isLessThanOrEqual
+            (openDescriptors ())
+            (before + 2)
+            "the process holds no more descriptors than before (± the runtime's own)"
     }
 
 let private zeroAllocEcho =
@@ -532,11 +609,14 @@ let private zeroAllocEcho =
                                 socket.Connect(IPEndPoint(IPAddress.Loopback, port))
                                 let message = pattern 1 64
                                 let back = Array.zeroCreate<byte> 64
+
                                 for _ in 1 .. warmup + measured do
                                     socket.Send message |> ignore
                                     let mutable got = 0
+
                                     while got < 64 do
                                         got <- got + socket.Receive(back, got, 64 - got, SocketFlags.None)
+
                                 socket.Shutdown SocketShutdown.Send),
                             CancellationToken.None,
                             TaskCreationOptions.LongRunning,
@@ -554,13 +634,19 @@ let private zeroAllocEcho =
 
                     while go do
                         let! n = connection.ReadAsync(Memory buffer)
+
                         if n = 0 then
                             go <- false
                         else
                             do! connection.WriteAsync(ReadOnlyMemory(buffer, 0, n))
                             bytesEchoed <- bytesEchoed + n
-                            if start = 0L && bytesEchoed >= warmup * 64 then start <- GC.GetAllocatedBytesForCurrentThread()
-                            if finish = 0L && bytesEchoed >= (warmup + measured) * 64 then finish <- GC.GetAllocatedBytesForCurrentThread()
+
+                            if start = 0L && bytesEchoed >= warmup * 64 then
+                                start <- GC.GetAllocatedBytesForCurrentThread()
+
+                            if finish = 0L && bytesEchoed >= (warmup + measured) * 64 then
+                                finish <- GC.GetAllocatedBytesForCurrentThread()
+
                             echoed <- echoed + 1
 
                     do! client
@@ -569,7 +655,10 @@ let private zeroAllocEcho =
                     return finish - start
                 })
 
-        Expect.isLessThanOrEqual bytes 4096L $"%d{bytes} B over %d{measured} echoed messages (sampled allocations: %s{sampler.Summary}): nothing per message"
+        Expect.isLessThanOrEqual
+            bytes
+            4096L
+            $"%d{bytes} B over %d{measured} echoed messages (sampled allocations: %s{sampler.Summary}): nothing per message"
     }
 
 let private twoShardPool =
@@ -584,10 +673,26 @@ let private twoShardPool =
             )
 
         let listeners = Array.zeroCreate<TcpListener> 2
+
         let port =
-            pool.SubmitTo(0, Func<Task<int>>(fun () -> task { listeners[0] <- TcpListener.Bind loopback4; return listeners[0].LocalEndPoint.Port }))
+            pool.SubmitTo(
+                0,
+                Func<Task<int>>(fun () ->
+                    task {
+                        listeners[0] <- TcpListener.Bind loopback4
+                        return listeners[0].LocalEndPoint.Port
+                    })
+            )
             |> awaitBounded "bind on shard 0" shardTimeout
-        pool.SubmitTo(1, Func<Task<int>>(fun () -> task { listeners[1] <- TcpListener.Bind(IPEndPoint(IPAddress.Loopback, port)); return 0 }))
+
+        pool.SubmitTo(
+            1,
+            Func<Task<int>>(fun () ->
+                task {
+                    listeners[1] <- TcpListener.Bind(IPEndPoint(IPAddress.Loopback, port))
+                    return 0
+                })
+        )
         |> awaitBounded "bind on shard 1" shardTimeout
         |> ignore
 
@@ -595,29 +700,36 @@ let private twoShardPool =
         // Each shard accepts until the total reaches 64: the count lives on shard 0, and shard 1 adds to it there.
         let accepted = Array.zeroCreate<int> 2
         use stop = new CancellationTokenSource()
+
         let serving =
             pool.RunOnAll(fun () ->
                 task {
                     let listener = listeners[Shard.Id]
+
                     try
                         while true do
                             let! c = listener.AcceptAsync stop.Token
                             accepted[Shard.Id] <- accepted[Shard.Id] + 1
                             do! c.DisposeAsync()
-                    with :? OperationCanceledException -> ()
+                    with :? OperationCanceledException ->
+                        ()
+
                     do! listener.DisposeAsync()
                     return accepted[Shard.Id]
                 })
 
         let clients =
-            [ for _ in 1..connections ->
-                  let s = new Socket(SocketType.Stream, ProtocolType.Tcp)
-                  s.Connect(IPEndPoint(IPAddress.Loopback, port))
-                  s ]
+            [
+                for _ in 1..connections ->
+                    let s = new Socket(SocketType.Stream, ProtocolType.Tcp)
+                    s.Connect(IPEndPoint(IPAddress.Loopback, port))
+                    s
+            ]
         // Each client reads until its server side closes: then that connection was accepted.
         for s in clients do
             s.Receive(Array.zeroCreate<byte> 1) |> ignore
             s.Dispose()
+
         stop.Cancel()
         let perShard = serving |> awaitBounded "the accept loops" shardTimeout
         task { do! pool.DisposeAsync() } |> awaitBounded "the pool" shardTimeout
@@ -644,20 +756,26 @@ let private bufferRingRunsDry =
                         pairs.Add((client, server))
 
                     let messages = Array.init count (fun i -> pattern i 3000)
+
                     for i in 0 .. count - 1 do
                         do! (fst pairs[i]).WriteAsync(ReadOnlyMemory messages[i])
                     // One byte from each: every connection that got a buffer now holds it, partly read.
                     let firsts = Array.zeroCreate<byte> count
+
                     for i in 0 .. count - 1 do
                         let! _ = (snd pairs[i]).ReadAsync(Memory(firsts, i, 1))
                         ()
+
                     let mutable ok = true
+
                     for i in 0 .. count - 1 do
                         let! rest = readExactly (snd pairs[i]) 2999
                         ok <- ok && firsts[i] = messages[i][0] && rest = messages[i][1..]
+
                     for (client, server) in pairs do
                         do! client.DisposeAsync()
                         do! server.DisposeAsync()
+
                     do! listener.DisposeAsync()
                     return ok, Shard.Stats.ReceiveFallbacks
                 })
@@ -672,13 +790,19 @@ let private abortResets =
             runShard (fun () ->
                 task {
                     let listener = TcpListener.Bind loopback4
-                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
+                    let! client =
+                        TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
                     let! server = listener.AcceptAsync()
                     do! server.WriteAsync(ReadOnlyMemory "x"B)
                     let! _ = readExactly client 1
                     do! server.AbortAsync()
                     do! server.AbortAsync() // twice: nothing
-                    let! thrown = thrownByTask (fun () -> client.ReadAsync(Memory(Array.zeroCreate 16)).AsTask())
+
+                    let! thrown =
+                        thrownByTask (fun () -> client.ReadAsync(Memory(Array.zeroCreate 16)).AsTask())
+
                     do! client.DisposeAsync()
                     do! listener.DisposeAsync()
                     return thrown
@@ -692,6 +816,7 @@ let private unixDuplicate =
     test "UnixListener.Duplicate: a second shard accepts from the same socket; each connection goes to one listener" {
         withTempDir (fun dir ->
             let path = Path.Combine(dir, "shared.sock")
+
             let pool =
                 ShardPool.Start(
                     ShardPoolOptions(
@@ -702,47 +827,88 @@ let private unixDuplicate =
                 )
 
             let listeners = Array.zeroCreate<UnixListener> 2
-            pool.SubmitTo(0, Func<Task<int>>(fun () -> task { listeners[0] <- UnixListener.Bind path; return 0 }))
+
+            pool.SubmitTo(
+                0,
+                Func<Task<int>>(fun () ->
+                    task {
+                        listeners[0] <- UnixListener.Bind path
+                        return 0
+                    })
+            )
             |> awaitBounded "bind on shard 0" shardTimeout
             |> ignore
-            pool.SubmitTo(1, Func<Task<int>>(fun () -> task { listeners[1] <- listeners[0].Duplicate(); return 0 }))
+
+            pool.SubmitTo(
+                1,
+                Func<Task<int>>(fun () ->
+                    task {
+                        listeners[1] <- listeners[0].Duplicate()
+                        return 0
+                    })
+            )
             |> awaitBounded "duplicate on shard 1" shardTimeout
             |> ignore
 
             // Shard 1 accepts alone first (shard 0 is not accepting yet): a connection made now can only go to it.
             let acceptedOn1 =
-                pool.SubmitTo(1, Func<Task<string>>(fun () -> task {
-                    let! c = listeners[1].AcceptAsync()
-                    let! message = readExactly c 5
-                    do! c.DisposeAsync()
-                    return Text.Encoding.ASCII.GetString message }))
-            use first = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                pool.SubmitTo(
+                    1,
+                    Func<Task<string>>(fun () ->
+                        task {
+                            let! c = listeners[1].AcceptAsync()
+                            let! message = readExactly c 5
+                            do! c.DisposeAsync()
+                            return Text.Encoding.ASCII.GetString message
+                        })
+                )
+
+            use first =
+                new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+
             first.Connect(UnixDomainSocketEndPoint path)
             first.Send("hello"B) |> ignore
             let got = acceptedOn1 |> awaitBounded "shard 1's accept" shardTimeout
 
             // Shard 1 closes its listener: shard 0's still accepts on the same socket.
-            pool.SubmitTo(1, Func<Task<int>>(fun () -> task {
-                do! listeners[1].DisposeAsync()
-                return 0 }))
+            pool.SubmitTo(
+                1,
+                Func<Task<int>>(fun () ->
+                    task {
+                        do! listeners[1].DisposeAsync()
+                        return 0
+                    })
+            )
             |> awaitBounded "closing shard 1's listener" shardTimeout
             |> ignore
+
             let acceptedOn0 =
-                pool.SubmitTo(0, Func<Task<int>>(fun () -> task {
-                    let! c = listeners[0].AcceptAsync()
-                    do! c.DisposeAsync()
-                    do! listeners[0].DisposeAsync()
-                    return Shard.Id }))
-            use second = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                pool.SubmitTo(
+                    0,
+                    Func<Task<int>>(fun () ->
+                        task {
+                            let! c = listeners[0].AcceptAsync()
+                            do! c.DisposeAsync()
+                            do! listeners[0].DisposeAsync()
+                            return Shard.Id
+                        })
+                )
+
+            use second =
+                new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+
             second.Connect(UnixDomainSocketEndPoint path)
             let on0 = acceptedOn0 |> awaitBounded "shard 0's accept" shardTimeout
             task { do! pool.DisposeAsync() } |> awaitBounded "the pool" shardTimeout
 
             Expect.equal got "hello" "the duplicate on shard 1 accepted and read a connection"
             Expect.equal on0 0 "the original on shard 0 still accepts after the duplicate closed"
+
             let disposed =
                 runShard (fun () -> task { return thrownBy (fun () -> listeners[0].Duplicate()) })
-            expectExn<ObjectDisposedException> "Duplicate of a disposed listener" disposed |> ignore)
+
+            expectExn<ObjectDisposedException> "Duplicate of a disposed listener" disposed
+            |> ignore)
     }
 
 let private dualMode =
@@ -751,7 +917,10 @@ let private dualMode =
             runShard (fun () ->
                 task {
                     let listener = TcpListener.Bind(IPEndPoint(IPAddress.IPv6Any, 0))
-                    let! client = TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
+                    let! client =
+                        TcpStream.ConnectAsync(IPEndPoint(IPAddress.Loopback, listener.LocalEndPoint.Port))
+
                     let! server = listener.AcceptAsync()
                     do! client.WriteAsync(ReadOnlyMemory "v4"B)
                     let! got = readExactly server 2
@@ -771,6 +940,7 @@ let private pipeScheduler =
                 task {
                     let queue = Shard.CreateTaskQueue("pipes", Shares.Static 100, Latency.NotImportant)
                     let scheduler = queue.PipeScheduler
+
                     let pipe =
                         System.IO.Pipelines.Pipe(
                             System.IO.Pipelines.PipeOptions(
@@ -779,6 +949,7 @@ let private pipeScheduler =
                                 useSynchronizationContext = false
                             )
                         )
+
                     let reading =
                         spawnInto queue (fun () ->
                             task {
@@ -791,11 +962,14 @@ let private pipeScheduler =
                             })
                     // The write and its flush happen on a ThreadPool thread: the reader's continuation is posted back.
                     let! _ =
-                        Task.Run<int>(Func<Task<int>>(fun () ->
-                            task {
-                                let! _ = pipe.Writer.WriteAsync(ReadOnlyMemory "from afar"B)
-                                return 0
-                            }))
+                        Task.Run<int>(
+                            Func<Task<int>>(fun () ->
+                                task {
+                                    let! _ = pipe.Writer.WriteAsync(ReadOnlyMemory "from afar"B)
+                                    return 0
+                                })
+                        )
+
                     return! reading
                 })
 
@@ -806,25 +980,27 @@ let private pipeScheduler =
 
 let tests =
     testSequenced
-    <| testList "net" [
-        echoRoundTrip loopback4
-        echoRoundTrip loopback6
-        manyConnections
-        halfClose
-        peerReset
-        cancelThenReuse
-        zeroCopyWrites
-        errors
-        disposeAndOwnership
-        unixRoundTrip
-        udpRoundTrip
-        adapters
-        noFdLeak
-        zeroAllocEcho
-        twoShardPool
-        bufferRingRunsDry
-        abortResets
-        unixDuplicate
-        dualMode
-        pipeScheduler
-    ]
+    <| testList
+        "net"
+        [
+            echoRoundTrip loopback4
+            echoRoundTrip loopback6
+            manyConnections
+            halfClose
+            peerReset
+            cancelThenReuse
+            zeroCopyWrites
+            errors
+            disposeAndOwnership
+            unixRoundTrip
+            udpRoundTrip
+            adapters
+            noFdLeak
+            zeroAllocEcho
+            twoShardPool
+            bufferRingRunsDry
+            abortResets
+            unixDuplicate
+            dualMode
+            pipeScheduler
+        ]

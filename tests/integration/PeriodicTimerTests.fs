@@ -20,9 +20,11 @@ type Counter = { mutable N: int }
 type Cell<'T> = { mutable V: 'T }
 
 /// The Stopwatch timestamp `span` after `t`.
-let private plus (t: int64) (span: TimeSpan) = t + int64 (span.TotalSeconds * float Stopwatch.Frequency)
+let private plus (t: int64) (span: TimeSpan) =
+    t + int64 (span.TotalSeconds * float Stopwatch.Frequency)
 
-let private toMs (ticks: int64) = float ticks * 1000.0 / float Stopwatch.Frequency
+let private toMs (ticks: int64) =
+    float ticks * 1000.0 / float Stopwatch.Frequency
 
 let private action (f: unit -> unit) = Action f
 
@@ -31,7 +33,8 @@ let private asyncAction (f: unit -> Task<unit>) = Func<Task>(fun () -> f () :> T
 // ---- ShardPeriodicTimer ----
 
 let private noDrift =
-    test "100 ticks of 10 ms with 3 ms of work each: never early, and no drift (the last ticks within a period of their grid points)" {
+    test
+        "100 ticks of 10 ms with 3 ms of work each: never early, and no drift (the last ticks within a period of their grid points)" {
         let period = ms 10.0
 
         let before, after, ticks =
@@ -47,7 +50,10 @@ let private noDrift =
                         // this much every tick (300 ms over the run).
                         spin (ms 3.0)
                         let! ticked = timer.WaitForNextTickAsync()
-                        if not ticked then failtest "the timer stopped ticking"
+
+                        if not ticked then
+                            failtest "the timer stopped ticking"
+
                         ticks.Add(Stopwatch.GetTimestamp())
 
                     return before, after, ticks
@@ -63,7 +69,9 @@ let private noDrift =
         // lateness over the last ten ticks must stay under a period (a timer that re-armed one period after each
         // wake would be ~270 ms late by then).
         let lateness =
-            [ for i in 90..99 -> ticks[i] - plus after (TimeSpan.FromTicks(period.Ticks * int64 (i + 1))) ]
+            [
+                for i in 90..99 -> ticks[i] - plus after (TimeSpan.FromTicks(period.Ticks * int64 (i + 1)))
+            ]
             |> List.min
 
         Expect.isLessThan
@@ -93,11 +101,16 @@ let private missedTicks =
 
         Expect.isTrue firstAtOnce "the first wait should complete at once: ticks came while nobody waited"
         Expect.isFalse secondAtOnce "the missed ticks count as one: the second wait should wait for the 80 ms point"
-        Expect.isGreaterThanOrEqual second (plus before (ms 80.0)) "the second tick is the 80 ms grid point, not earlier"
+
+        Expect.isGreaterThanOrEqual
+            second
+            (plus before (ms 80.0))
+            "the second tick is the 80 ms grid point, not earlier"
     }
 
 let private disposeEndsWait =
-    test "Dispose ends a pending wait with false (on the shard and from another thread); later waits return false; no timer left" {
+    test
+        "Dispose ends a pending wait with false (on the shard and from another thread); later waits return false; no timer left" {
         let onShard, fromThread, later, timersAfter =
             runShard (fun () ->
                 task {
@@ -134,14 +147,21 @@ let private canceledWait =
                     let! thrown = thrownByTask (fun () -> pending.AsTask())
                     let timersAfterCancel = pendingTimers ()
                     let! tickedAfter = timer.WaitForNextTickAsync()
-                    let! alreadyCanceled = thrownByTask (fun () -> timer.WaitForNextTickAsync(cts.Token).AsTask())
+
+                    let! alreadyCanceled =
+                        thrownByTask (fun () -> timer.WaitForNextTickAsync(cts.Token).AsTask())
+
                     return thrown, timersAfterCancel, tickedAfter, alreadyCanceled
                 })
 
-        expectExn<OperationCanceledException> "a canceled WaitForNextTickAsync" thrown |> ignore
+        expectExn<OperationCanceledException> "a canceled WaitForNextTickAsync" thrown
+        |> ignore
+
         Expect.equal timersAfterCancel 0 "the canceled wait's heap entry is gone at once"
         Expect.isTrue tickedAfter "the timer still ticks after a canceled wait"
-        expectExn<OperationCanceledException> "a wait with a canceled token" alreadyCanceled |> ignore
+
+        expectExn<OperationCanceledException> "a wait with a canceled token" alreadyCanceled
+        |> ignore
     }
 
 let private oneWaitAtATime =
@@ -156,7 +176,8 @@ let private oneWaitAtATime =
                     return thrown
                 })
 
-        expectExn<InvalidOperationException> "a concurrent WaitForNextTickAsync" thrown |> ignore
+        expectExn<InvalidOperationException> "a concurrent WaitForNextTickAsync" thrown
+        |> ignore
     }
 
 let private periodSetter =
@@ -173,7 +194,12 @@ let private periodSetter =
                 })
 
         Expect.equal period (ms 5.0) "Period reads back"
-        Expect.isGreaterThanOrEqual ticked (plus set (ms 5.0)) "the tick comes one new period after the change, not before"
+
+        Expect.isGreaterThanOrEqual
+            ticked
+            (plus set (ms 5.0))
+            "the tick comes one new period after the change, not before"
+
         Expect.isLessThan (toMs (ticked - set)) 5_000.0 "and not an hour later"
     }
 
@@ -207,7 +233,11 @@ let private runAfterInQueue =
                     let! inner =
                         spawnInto other (fun () ->
                             task {
-                                return Shard.RunAfter(TimeSpan.Zero, action (fun () -> seenDefault.V <- Shard.CurrentTaskQueue.Name))
+                                return
+                                    Shard.RunAfter(
+                                        TimeSpan.Zero,
+                                        action (fun () -> seenDefault.V <- Shard.CurrentTaskQueue.Name)
+                                    )
                             })
 
                     do! inner.Completion
@@ -241,14 +271,19 @@ let private runAt =
     }
 
 let private runEveryCancelFromInside =
-    test "RunEvery runs N times in its queue, then a Cancel from the action stops it: N runs, Completion canceled, no timer" {
+    test
+        "RunEvery runs N times in its queue, then a Cancel from the action stops it: N runs, Completion canceled, no timer" {
         let runs, queues, completion, timersAfter, activeAfter =
             runShard (fun () ->
                 task {
                     let q = Shard.CreateTaskQueue("repeat", Shares.Static 100, Latency.NotImportant)
                     let count = { N = 0 }
                     let queues = Collections.Generic.HashSet<string>()
-                    let timer = { V = Unchecked.defaultof<ShardTimerAction> }
+
+                    let timer =
+                        {
+                            V = Unchecked.defaultof<ShardTimerAction>
+                        }
 
                     timer.V <-
                         Shard.RunEvery(
@@ -268,7 +303,10 @@ let private runEveryCancelFromInside =
 
         Expect.equal runs 10 "exactly the runs before the cancel"
         Expect.equal queues [ "repeat" ] "every run in the queue given"
-        expectExn<OperationCanceledException> "Completion after Cancel" completion |> ignore
+
+        expectExn<OperationCanceledException> "Completion after Cancel" completion
+        |> ignore
+
         Expect.equal timersAfter 0 "no timer left"
         Expect.isFalse activeAfter "not active"
     }
@@ -306,7 +344,11 @@ let private asyncRunsDoNotOverlap =
                     let most = { N = 0 }
                     let starts = Collections.Generic.List<int64>()
                     let created = Stopwatch.GetTimestamp()
-                    let timer = { V = Unchecked.defaultof<ShardTimerAction> }
+
+                    let timer =
+                        {
+                            V = Unchecked.defaultof<ShardTimerAction>
+                        }
 
                     timer.V <-
                         Shard.RunEvery(
@@ -332,7 +374,10 @@ let private asyncRunsDoNotOverlap =
         Expect.equal runs 6L "six runs, then the cancel from the sixth"
 
         for i, start in List.indexed firstStarts do
-            Expect.isGreaterThanOrEqual start (plus created (TimeSpan.FromTicks((ms 2.0).Ticks * int64 (i + 1)))) $"run {i + 1} never before its grid point"
+            Expect.isGreaterThanOrEqual
+                start
+                (plus created (TimeSpan.FromTicks((ms 2.0).Ticks * int64 (i + 1))))
+                $"run {i + 1} never before its grid point"
     }
 
 let private actionThrows =
@@ -340,7 +385,9 @@ let private actionThrows =
         let thrown, runs, timersAfter =
             runShard (fun () ->
                 task {
-                    let timer = Shard.RunEvery(ms 1.0, action (fun () -> raise (FormatException "boom")))
+                    let timer =
+                        Shard.RunEvery(ms 1.0, action (fun () -> raise (FormatException "boom")))
+
                     let! thrown = thrownByTask (fun () -> task { do! timer.Completion })
                     do! Shard.Sleep(ms 5.0)
                     return thrown, timer.RunCount, pendingTimers ()
@@ -353,13 +400,19 @@ let private actionThrows =
     }
 
 let private cancelBeforeTime =
-    test "Cancel before the time (on the shard, or from another thread): the action never runs, Completion canceled, no timer" {
+    test
+        "Cancel before the time (on the shard, or from another thread): the action never runs, Completion canceled, no timer" {
         let ran, onShard, fromThread, timersAfter =
             runShard (fun () ->
                 task {
                     let ran = { N = 0 }
-                    let a = Shard.RunAfter(TimeSpan.FromHours 1.0, action (fun () -> ran.N <- ran.N + 1))
-                    let b = Shard.RunAfter(TimeSpan.FromHours 1.0, action (fun () -> ran.N <- ran.N + 1))
+
+                    let a =
+                        Shard.RunAfter(TimeSpan.FromHours 1.0, action (fun () -> ran.N <- ran.N + 1))
+
+                    let b =
+                        Shard.RunAfter(TimeSpan.FromHours 1.0, action (fun () -> ran.N <- ran.N + 1))
+
                     a.Cancel()
                     a.Cancel() // twice: nothing more
                     Thread((fun () -> b.Dispose()), IsBackground = true).Start()
@@ -369,8 +422,13 @@ let private cancelBeforeTime =
                 })
 
         Expect.equal ran 0 "never ran"
-        expectExn<OperationCanceledException> "Completion canceled on the shard" onShard |> ignore
-        expectExn<OperationCanceledException> "Completion canceled from another thread" fromThread |> ignore
+
+        expectExn<OperationCanceledException> "Completion canceled on the shard" onShard
+        |> ignore
+
+        expectExn<OperationCanceledException> "Completion canceled from another thread" fromThread
+        |> ignore
+
         Expect.equal timersAfter 0 "no timer left"
     }
 
@@ -379,8 +437,12 @@ let private manyCanceled =
         let armed, afterCancel =
             runShard (fun () ->
                 task {
-                    let actions = Array.init 50_000 (fun _ -> Shard.RunAfter(TimeSpan.FromHours 1.0, action ignore))
-                    let timers = Array.init 50_000 (fun _ -> Shard.CreatePeriodicTimer(TimeSpan.FromHours 1.0))
+                    let actions =
+                        Array.init 50_000 (fun _ -> Shard.RunAfter(TimeSpan.FromHours 1.0, action ignore))
+
+                    let timers =
+                        Array.init 50_000 (fun _ -> Shard.CreatePeriodicTimer(TimeSpan.FromHours 1.0))
+
                     let waits = timers |> Array.map (fun t -> t.WaitForNextTickAsync().AsTask())
                     let armed = pendingTimers ()
 
@@ -409,16 +471,22 @@ let private badArguments =
                     use timer = Shard.CreatePeriodicTimer(ms 5.0)
 
                     return
-                        [ "CreatePeriodicTimer(0)", thrownBy (fun () -> Shard.CreatePeriodicTimer TimeSpan.Zero)
-                          "CreatePeriodicTimer(-1 tick)", thrownBy (fun () -> Shard.CreatePeriodicTimer(TimeSpan.FromTicks -1L))
-                          "CreatePeriodicTimer(infinite)", thrownBy (fun () -> Shard.CreatePeriodicTimer Timeout.InfiniteTimeSpan)
-                          "Period <- 0", thrownBy (fun () -> timer.Period <- TimeSpan.Zero)
-                          "Period <- infinite", thrownBy (fun () -> timer.Period <- Timeout.InfiniteTimeSpan)
-                          "RunEvery(0)", thrownBy (fun () -> Shard.RunEvery(TimeSpan.Zero, action ignore))
-                          "RunEvery(-5 ms)", thrownBy (fun () -> Shard.RunEvery(ms -5.0, action ignore))
-                          "RunEvery(infinite)", thrownBy (fun () -> Shard.RunEvery(Timeout.InfiniteTimeSpan, action ignore))
-                          "RunAfter(-5 ms)", thrownBy (fun () -> Shard.RunAfter(ms -5.0, action ignore))
-                          "RunAfter(infinite)", thrownBy (fun () -> Shard.RunAfter(Timeout.InfiniteTimeSpan, action ignore)) ]
+                        [
+                            "CreatePeriodicTimer(0)", thrownBy (fun () -> Shard.CreatePeriodicTimer TimeSpan.Zero)
+                            "CreatePeriodicTimer(-1 tick)",
+                            thrownBy (fun () -> Shard.CreatePeriodicTimer(TimeSpan.FromTicks -1L))
+                            "CreatePeriodicTimer(infinite)",
+                            thrownBy (fun () -> Shard.CreatePeriodicTimer Timeout.InfiniteTimeSpan)
+                            "Period <- 0", thrownBy (fun () -> timer.Period <- TimeSpan.Zero)
+                            "Period <- infinite", thrownBy (fun () -> timer.Period <- Timeout.InfiniteTimeSpan)
+                            "RunEvery(0)", thrownBy (fun () -> Shard.RunEvery(TimeSpan.Zero, action ignore))
+                            "RunEvery(-5 ms)", thrownBy (fun () -> Shard.RunEvery(ms -5.0, action ignore))
+                            "RunEvery(infinite)",
+                            thrownBy (fun () -> Shard.RunEvery(Timeout.InfiniteTimeSpan, action ignore))
+                            "RunAfter(-5 ms)", thrownBy (fun () -> Shard.RunAfter(ms -5.0, action ignore))
+                            "RunAfter(infinite)",
+                            thrownBy (fun () -> Shard.RunAfter(Timeout.InfiniteTimeSpan, action ignore))
+                        ]
                         |> List.map (fun (what, e) -> what, e, pendingTimers ())
                 })
 
@@ -433,11 +501,13 @@ let private offShard =
             runShard (fun () -> task { return Shard.CreatePeriodicTimer(ms 5.0), Shard.CurrentTaskQueue })
 
         let offShard =
-            [ "CreatePeriodicTimer", thrownBy (fun () -> Shard.CreatePeriodicTimer(ms 5.0))
-              "RunAfter", thrownBy (fun () -> Shard.RunAfter(ms 5.0, action ignore))
-              "RunEvery", thrownBy (fun () -> Shard.RunEvery(ms 5.0, action ignore))
-              "RunAt", thrownBy (fun () -> Shard.RunAt(DateTimeOffset.UtcNow, action ignore))
-              "WaitForNextTickAsync off the shard", thrownBy (fun () -> timer.WaitForNextTickAsync()) ]
+            [
+                "CreatePeriodicTimer", thrownBy (fun () -> Shard.CreatePeriodicTimer(ms 5.0))
+                "RunAfter", thrownBy (fun () -> Shard.RunAfter(ms 5.0, action ignore))
+                "RunEvery", thrownBy (fun () -> Shard.RunEvery(ms 5.0, action ignore))
+                "RunAt", thrownBy (fun () -> Shard.RunAt(DateTimeOffset.UtcNow, action ignore))
+                "WaitForNextTickAsync off the shard", thrownBy (fun () -> timer.WaitForNextTickAsync())
+            ]
 
         for what, e in offShard do
             expectExn<InvalidOperationException> what e |> ignore
@@ -450,28 +520,34 @@ let private offShard =
                         thrownBy (fun () -> Shard.RunAfter(ms 5.0, action ignore, queueOfA))
                 })
 
-        let e = expectExn<InvalidOperationException> "WaitForNextTickAsync on another shard" otherShard
+        let e =
+            expectExn<InvalidOperationException> "WaitForNextTickAsync on another shard" otherShard
+
         Expect.stringContains e.Message "belongs to the shard that created it" "the message says whose timer it is"
-        expectExn<ArgumentException> "RunAfter into another shard's queue" otherQueue |> ignore
+
+        expectExn<ArgumentException> "RunAfter into another shard's queue" otherQueue
+        |> ignore
     }
 
 let tests =
     testSequenced
     <| testList
         "periodic timers and timer actions"
-        [ noDrift
-          missedTicks
-          disposeEndsWait
-          canceledWait
-          oneWaitAtATime
-          periodSetter
-          runAfterInQueue
-          runAt
-          runEveryCancelFromInside
-          runEveryCancelFromOutside
-          asyncRunsDoNotOverlap
-          actionThrows
-          cancelBeforeTime
-          manyCanceled
-          badArguments
-          offShard ]
+        [
+            noDrift
+            missedTicks
+            disposeEndsWait
+            canceledWait
+            oneWaitAtATime
+            periodSetter
+            runAfterInQueue
+            runAt
+            runEveryCancelFromInside
+            runEveryCancelFromOutside
+            asyncRunsDoNotOverlap
+            actionThrows
+            cancelBeforeTime
+            manyCanceled
+            badArguments
+            offShard
+        ]

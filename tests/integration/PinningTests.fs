@@ -84,8 +84,12 @@ let private startFailure =
                 ShardOptions(Placement = Placement.Fenced [| 0; 1; 4096 |])
             )
 
-        let thrown = thrownBy (fun () -> awaitBounded "the shard" shardTimeout handle.Completion)
-        let e = expectExn<ArgumentException> "Completion of a shard fenced to CPUs 0,1,4096" thrown
+        let thrown =
+            thrownBy (fun () -> awaitBounded "the shard" shardTimeout handle.Completion)
+
+        let e =
+            expectExn<ArgumentException> "Completion of a shard fenced to CPUs 0,1,4096" thrown
+
         Expect.stringContains e.Message "4096" "the message names the CPU that cannot be used"
         Expect.isTrue handle.Completion.IsFaulted "the handle's Completion is faulted"
     }
@@ -110,7 +114,9 @@ let private unboundFromPinned =
         let innerMask =
             runShardWith (ShardOptions(Placement = Placement.Fixed 1)) (fun () ->
                 task {
-                    let inner = Shard.Start(Func<Task<int array>>(fun () -> task { return Libc.affinityOf 0 }))
+                    let inner =
+                        Shard.Start(Func<Task<int array>>(fun () -> task { return Libc.affinityOf 0 }))
+
                     return! inner.Completion
                 })
 

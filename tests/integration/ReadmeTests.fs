@@ -20,21 +20,27 @@ let private root () =
 let private blocks (language: string) =
     let readme = File.ReadAllText(Path.Combine(root (), "README.md"))
 
-    [ for m in Regex.Matches(readme, $"```{language}\\n(.*?)```", RegexOptions.Singleline) -> m.Groups[1].Value ]
+    [
+        for m in Regex.Matches(readme, $"```{language}\\n(.*?)```", RegexOptions.Singleline) -> m.Groups[1].Value
+    ]
 
 let tests =
     testList
         "README"
-        [ for language, sample in
-              [ "csharp", "samples/QuickStart/Program.cs"
-                "fsharp", "samples/QuickStart.FSharp/Program.fs"
-                "csharp", "samples/Pool/Program.cs"
-                "fsharp", "samples/Pool.FSharp/Program.fs"
-                "csharp", "samples/Echo/Program.cs"
-                "fsharp", "samples/Echo.FSharp/Program.fs"
-                "fsharp", "samples/Simulation/Program.fs"
-                "csharp", "samples/WebApi/Program.cs" ] do
-              test $"its {language} block is {sample}, which the build compiles" {
-                  let code = File.ReadAllText(Path.Combine(root (), sample))
-                  Expect.contains (blocks language) code $"the README's {language} code is {sample}, verbatim"
-              } ]
+        [
+            for language, sample in
+                [
+                    "csharp", "samples/QuickStart/Program.cs"
+                    "fsharp", "samples/QuickStart.FSharp/Program.fs"
+                    "csharp", "samples/Pool/Program.cs"
+                    "fsharp", "samples/Pool.FSharp/Program.fs"
+                    "csharp", "samples/Echo/Program.cs"
+                    "fsharp", "samples/Echo.FSharp/Program.fs"
+                    "fsharp", "samples/Simulation/Program.fs"
+                    "csharp", "samples/WebApi/Program.cs"
+                ] do
+                test $"its {language} block is {sample}, which the build compiles" {
+                    let code = File.ReadAllText(Path.Combine(root (), sample))
+                    Expect.contains (blocks language) code $"the README's {language} code is {sample}, verbatim"
+                }
+        ]

@@ -72,7 +72,9 @@ let private sharesSetter =
 
         Expect.equal statsShares 300 "TaskQueue.Stats.Shares after Shares <- Static 300"
 
-        let e = expectExn<InvalidOperationException> "setting TaskQueue.Shares from a ThreadPool thread" offShard
+        let e =
+            expectExn<InvalidOperationException> "setting TaskQueue.Shares from a ThreadPool thread" offShard
+
         Expect.stringContains e.Message "must be called on a shard" "the message says why"
     }
 
@@ -165,10 +167,12 @@ let private needPreemptOnPost =
 
 let tests =
     testSequenced
-    <| testList "scheduling" [
-        sharesRatio
-        sharesSetter
-        dynamicShares
-        yieldInterleaves
-        needPreemptOnPost
-    ]
+    <| testList
+        "scheduling"
+        [
+            sharesRatio
+            sharesSetter
+            dynamicShares
+            yieldInterleaves
+            needPreemptOnPost
+        ]

@@ -72,6 +72,7 @@ let private spawnedRunsLaterOnShard =
             order
             [ 0; 1; 2; 3; 4; 5 ]
             "spawned work runs after the spawner gives up the CPU, first spawned first"
+
         Expect.isTrue sameThread "spawned work should run on the shard's own thread"
         Expect.isTrue onShard "Shard.IsOnShard should be true in spawned work"
     }
@@ -112,4 +113,12 @@ let private shardThreadName =
 
 let tests =
     testSequenced
-    <| testList "shard" [ spawnMany; spawnedRunsLaterOnShard; runAndStart; nonGenericMain; shardThreadName ]
+    <| testList
+        "shard"
+        [
+            spawnMany
+            spawnedRunsLaterOnShard
+            runAndStart
+            nonGenericMain
+            shardThreadName
+        ]

@@ -17,8 +17,10 @@ type Spinner =
         task {
             do! Shard.Yield()
             let clock = Stopwatch.StartNew()
+
             while clock.ElapsedMilliseconds < 50L do
                 ()
+
             return 1
         }
 
@@ -27,19 +29,26 @@ type Spinner =
         task {
             for _ in 1..200 do
                 do! Shard.Yield()
+
             return 2
         }
 
 let private reported =
     test "a 50 ms spin in SpinWithoutYielding is reported: shard, queue, duration and the method by name" {
         let reports = ConcurrentQueue<StallReport>()
+
         let options =
-            ShardOptions(StallThreshold = Nullable(TimeSpan.FromMilliseconds 20.0), OnStall = Action<StallReport>(reports.Enqueue))
+            ShardOptions(
+                StallThreshold = Nullable(TimeSpan.FromMilliseconds 20.0),
+                OnStall = Action<StallReport>(reports.Enqueue)
+            )
 
         let stalls, shardId =
             runShardWith options (fun () ->
                 task {
-                    let queue = Shard.CreateTaskQueue("spinner", Shares.Static 100, Latency.NotImportant)
+                    let queue =
+                        Shard.CreateTaskQueue("spinner", Shares.Static 100, Latency.NotImportant)
+
                     let! _ = Shard.SpawnInto(queue, fun () -> Spinner.YieldOften())
                     let! _ = Shard.SpawnInto(queue, fun () -> Spinner.SpinWithoutYielding())
                     return Shard.Stats.Stalls, Shard.Id
@@ -58,16 +67,24 @@ let private reported =
 let private spawnedFunction =
     test "a spawned function that spins before its first await is reported by the function's name" {
         let reports = ConcurrentQueue<StallReport>()
+
         let options =
-            ShardOptions(StallThreshold = Nullable(TimeSpan.FromMilliseconds 10.0), OnStall = Action<StallReport>(reports.Enqueue))
+            ShardOptions(
+                StallThreshold = Nullable(TimeSpan.FromMilliseconds 10.0),
+                OnStall = Action<StallReport>(reports.Enqueue)
+            )
 
         runShardWith options (fun () ->
             task {
-                let spin = Func<Task<int>>(fun () ->
-                    let clock = Stopwatch.StartNew()
-                    while clock.ElapsedMilliseconds < 20L do
-                        ()
-                    Task.FromResult 3)
+                let spin =
+                    Func<Task<int>>(fun () ->
+                        let clock = Stopwatch.StartNew()
+
+                        while clock.ElapsedMilliseconds < 20L do
+                            ()
+
+                        Task.FromResult 3)
+
                 let! _ = Shard.Spawn spin
                 return ()
             })
@@ -88,8 +105,12 @@ let private offByDefault =
                 })
 
         Expect.equal stalls 0L "off by default"
-        let tooSmall = thrownBy (fun () -> ShardOptions(StallThreshold = Nullable(TimeSpan.FromMicroseconds 10.0)))
+
+        let tooSmall =
+            thrownBy (fun () -> ShardOptions(StallThreshold = Nullable(TimeSpan.FromMicroseconds 10.0)))
+
         expectExn<ArgumentOutOfRangeException> "a 10 µs threshold" tooSmall |> ignore
     }
 
-let tests = testSequenced <| testList "stalls" [ reported; spawnedFunction; offByDefault ]
+let tests =
+    testSequenced <| testList "stalls" [ reported; spawnedFunction; offByDefault ]

@@ -53,6 +53,7 @@ let private afterWork =
                 stats.Main.Submitted
                 4L
                 "the main ring submitted at least the open, flush, read and close"
+
             Expect.equal stats.InlineWrites 32L "the 32 small writes were pwrites on the shard (InlineWriteLimit)"
 
             Expect.equal
@@ -72,6 +73,7 @@ let private afterWork =
                 Expect.isGreaterThan q.QueueSelected 0L $"queue '%s{q.Name}': QueueSelected"
                 Expect.isGreaterThan q.TasksRun 0L $"queue '%s{q.Name}': TasksRun"
                 Expect.isGreaterThan q.Runtime TimeSpan.Zero $"queue '%s{q.Name}': Runtime"
+
                 Expect.isLessThan
                     q.MaxQueueDelay
                     testDuration

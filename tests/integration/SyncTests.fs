@@ -51,16 +51,24 @@ let private semaphoreBasics =
                 Expect.isFalse (sem.TryWait()) "no permit left"
                 sem.Release 2
                 Expect.equal sem.CurrentCount 2 "Release(2) adds two permits"
-                expectExn<ArgumentOutOfRangeException> "Release(0)" (thrownBy (fun () -> sem.Release 0)) |> ignore
-                expectExn<ArgumentOutOfRangeException> "new LocalSemaphore(-1)" (thrownBy (fun () -> LocalSemaphore -1))
+
+                expectExn<ArgumentOutOfRangeException> "Release(0)" (thrownBy (fun () -> sem.Release 0))
                 |> ignore
+
+                expectExn<ArgumentOutOfRangeException>
+                    "new LocalSemaphore(-1)"
+                    (thrownBy (fun () -> LocalSemaphore -1))
+                |> ignore
+
                 use cts = new CancellationTokenSource()
                 cts.Cancel()
                 let canceled = sem.WaitAsync cts.Token
                 Expect.isTrue canceled.IsCanceled "a canceled token fails the wait even with permits available"
                 Expect.equal sem.CurrentCount 2 "and takes no permit"
                 sem.Release(Int32.MaxValue - 2)
-                expectExn<SemaphoreFullException> "past int.MaxValue" (thrownBy (fun () -> sem.Release 1)) |> ignore
+
+                expectExn<SemaphoreFullException> "past int.MaxValue" (thrownBy (fun () -> sem.Release 1))
+                |> ignore
             })
     }
 
@@ -191,7 +199,10 @@ let private rwWriterNotStarved =
                 let holds = Dictionary<string, IDisposable>()
                 let! first = rw.ReadLockAsync()
                 let w = logHold log holds "w" (rw.WriteLockAsync())
-                let readers = [| for i in 1..3 -> logHold log holds $"r%d{i}" (rw.ReadLockAsync()) |]
+
+                let readers =
+                    [| for i in 1..3 -> logHold log holds $"r%d{i}" (rw.ReadLockAsync()) |]
+
                 do! settle ()
                 Expect.isEmpty log "later readers queue behind a waiting writer (though only readers hold the lock)"
                 Expect.equal rw.CurrentReaders 1 "only the first reader is in"
@@ -205,6 +216,7 @@ let private rwWriterNotStarved =
 
                 // A canceled waiting writer lets the readers queued behind it in.
                 use cts = new CancellationTokenSource()
+
                 let! canceledWriter =
                     thrownByTask (fun () ->
                         task {
@@ -217,9 +229,13 @@ let private rwWriterNotStarved =
                             return! pending
                         })
 
-                expectExn<OperationCanceledException> "the canceled writer" canceledWriter |> ignore
+                expectExn<OperationCanceledException> "the canceled writer" canceledWriter
+                |> ignore
+
                 for KeyValue(name, hold) in holds do
-                    if name.StartsWith "r" then hold.Dispose()
+                    if name.StartsWith "r" then
+                        hold.Dispose()
+
                 Expect.equal rw.CurrentReaders 0 "every reader left"
                 Expect.isFalse rw.IsWriteLocked "the canceled writer never held the lock"
             })
@@ -265,6 +281,7 @@ let private gateClose =
                 let closed = gate.CloseAsync()
                 Expect.isTrue gate.IsClosing "closing"
                 Expect.isFalse closed.IsCompleted "two passes are out"
+
                 let e =
                     thrownBy (fun () -> gate.Enter())
                     |> expectExactExn<InvalidOperationException> "Enter after CloseAsync"
@@ -286,7 +303,9 @@ let private gateClose =
 
 let private wrongShard =
     test "Using a Scipio.Sync primitive from another shard or thread throws InvalidOperationException" {
-        let created = TaskCompletionSource<LocalSemaphore * LocalRwLock * Gate * IDisposable>()
+        let created =
+            TaskCompletionSource<LocalSemaphore * LocalRwLock * Gate * IDisposable>()
+
         let finished = TaskCompletionSource()
 
         let owner =
@@ -307,24 +326,28 @@ let private wrongShard =
             let sem, rw, gate, hold = awaitBounded "the owning shard" shardTimeout created.Task
 
             let fromOtherShard =
-                Shard.Start(
-                    Func<Task<exn option list>>(fun () ->
-                        task {
-                            let attempts: (unit -> unit) list =
-                                [ fun () -> sem.TryWait() |> ignore
-                                  fun () -> sem.WaitAsync() |> ignore
-                                  fun () -> sem.Release()
-                                  fun () -> sem.CurrentCount |> ignore
-                                  fun () -> rw.ReadLockAsync() |> ignore
-                                  fun () -> rw.WriteLockAsync() |> ignore
-                                  fun () -> hold.Dispose()
-                                  fun () -> gate.Enter() |> ignore
-                                  fun () -> gate.CloseAsync() |> ignore ]
+                Shard
+                    .Start(
+                        Func<Task<exn option list>>(fun () ->
+                            task {
+                                let attempts: (unit -> unit) list =
+                                    [
+                                        fun () -> sem.TryWait() |> ignore
+                                        fun () -> sem.WaitAsync() |> ignore
+                                        fun () -> sem.Release()
+                                        fun () -> sem.CurrentCount |> ignore
+                                        fun () -> rw.ReadLockAsync() |> ignore
+                                        fun () -> rw.WriteLockAsync() |> ignore
+                                        fun () -> hold.Dispose()
+                                        fun () -> gate.Enter() |> ignore
+                                        fun () -> gate.CloseAsync() |> ignore
+                                    ]
 
-                            return [ for f in attempts -> thrownBy f ]
-                        }),
-                    ShardOptions(Placement = Placement.Fixed 1)
-                ).Completion
+                                return [ for f in attempts -> thrownBy f ]
+                            }),
+                        ShardOptions(Placement = Placement.Fixed 1)
+                    )
+                    .Completion
                 |> awaitBounded "the other shard" shardTimeout
 
             for thrown in fromOtherShard do
@@ -335,10 +358,13 @@ let private wrongShard =
                 expectExactExn<InvalidOperationException> "a call off any shard" (thrownBy (fun () -> sem.TryWait()))
 
             Expect.stringContains offShard.Message "not a shard" "the message says the caller is not on a shard"
+
             thrownBy (fun () -> LocalSemaphore 1)
             |> expectExactExn<InvalidOperationException> "new LocalSemaphore off a shard"
             |> ignore
-            expectExactExn<InvalidOperationException> "new Gate off a shard" (thrownBy (fun () -> Gate())) |> ignore
+
+            expectExactExn<InvalidOperationException> "new Gate off a shard" (thrownBy (fun () -> Gate()))
+            |> ignore
         finally
             finished.TrySetResult() |> ignore
 
@@ -578,7 +604,9 @@ let private real (initial: int) (ops: SemaphoreOp list) : string list =
 
 let private semaphoreModel =
     testPropertyWithConfig
-        { FsCheckConfig.defaultConfig with maxTest = 100 }
+        { FsCheckConfig.defaultConfig with
+            maxTest = 100
+        }
         "LocalSemaphore agrees with a count-and-FIFO model: same grants, cancellations and TryWaits, in the same order"
     <| fun (initial: int) (ops: SemaphoreOp list) ->
         let initial = abs (initial % 4)
@@ -590,14 +618,16 @@ let tests =
     testSequenced
     <| testList
         "sync"
-        [ semaphoreBasics
-          semaphoreFifo
-          semaphoreCancel
-          semaphoreTryWaitVsWaiters
-          rwReadersShareWriterExcludes
-          rwWriterNotStarved
-          releaseTwice
-          gateClose
-          wrongShard
-          allocations
-          semaphoreModel ]
+        [
+            semaphoreBasics
+            semaphoreFifo
+            semaphoreCancel
+            semaphoreTryWaitVsWaiters
+            rwReadersShareWriterExcludes
+            rwWriterNotStarved
+            releaseTwice
+            gateClose
+            wrongShard
+            allocations
+            semaphoreModel
+        ]

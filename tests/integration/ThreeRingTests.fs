@@ -61,7 +61,9 @@ let private slicesUnderHogs (dir: string) (latency: Latency) (rounds: int) =
                         // Write while a hog runs: once the hogs' progress moves, the reader's run has ended and its
                         // read was submitted (the shard submits before it picks the next queue).
                         let progressAtRelease = Volatile.Read &hogProgress.contents
-                        let until = Stopwatch.GetTimestamp() + int64 shardTimeout.TotalSeconds * Stopwatch.Frequency
+
+                        let until =
+                            Stopwatch.GetTimestamp() + int64 shardTimeout.TotalSeconds * Stopwatch.Frequency
 
                         while Volatile.Read &hogProgress.contents = progressAtRelease do
                             if Stopwatch.GetTimestamp() > until then
@@ -110,8 +112,12 @@ let private slicesUnderHogs (dir: string) (latency: Latency) (rounds: int) =
                             return n
                         }
 
-                    let h1 = spawnInto (Shard.CreateTaskQueue("hog1", Shares.Static 100, Latency.NotImportant)) hog
-                    let h2 = spawnInto (Shard.CreateTaskQueue("hog2", Shares.Static 100, Latency.NotImportant)) hog
+                    let h1 =
+                        spawnInto (Shard.CreateTaskQueue("hog1", Shares.Static 100, Latency.NotImportant)) hog
+
+                    let h2 =
+                        spawnInto (Shard.CreateTaskQueue("hog2", Shares.Static 100, Latency.NotImportant)) hog
+
                     let reader = Shard.CreateTaskQueue("reader", Shares.Static 100, latency)
                     // Read-write, so opening does not wait for the writer.
                     let! file = BufferedFile.OpenAsync(fifo, FileMode.Open, FileAccess.ReadWrite)
@@ -170,7 +176,9 @@ let private directRead (path: string) (times: int) =
             let device = Scipio.Interop.Files.DeviceKey fd
 
             for _ in 1..times do
-                let op = executor.Operations.RentReadWrite().Start("direct read", path, null, CancellationToken.None)
+                let op =
+                    executor.Operations.RentReadWrite().Start("direct read", path, null, CancellationToken.None)
+
                 op.PrepareRead(fd, NativePtr.toNativeInt (NativePtr.ofVoidPtr<byte> buffer), 4096, 0L)
                 op.SetDirect device
                 executor.Submit op
@@ -188,7 +196,10 @@ let private directRead (path: string) (times: int) =
 let private sysfsIoPoll (device: uint64) =
     let major, minor = device >>> 32, device &&& 0xFFFFFFFFUL
 
-    [ $"/sys/dev/block/{major}:{minor}/queue/io_poll"; $"/sys/dev/block/{major}:{minor}/../queue/io_poll" ]
+    [
+        $"/sys/dev/block/{major}:{minor}/queue/io_poll"
+        $"/sys/dev/block/{major}:{minor}/../queue/io_poll"
+    ]
     |> List.tryFind File.Exists
     |> Option.map (fun p -> File.ReadAllText(p).Trim())
 
@@ -196,222 +207,281 @@ let tests =
     testSequenced
     <| testList
         "three rings"
-        [ test "under two hogs a latency-sensitive queue gets FIFO data before the hog's slice ends, a throughput queue after" {
-              requireIoUring "the latency ring raises NeedPreempt on a completion"
-              let rounds = 20
-              // Allowed exceptions to the ordering, out of 20: a write that lands within the ~1024 iterations before
-              // a hog's own slice end (odds ~1e-4), or a preempt interval (1 s) that expires on a VM that held the
-              // shard's CPU back. The expected count of each is 0.
-              let slack = 2
-              let matters, mattersPreemptions, mattersStats =
-                  withTempDir (fun dir -> slicesUnderHogs dir (Latency.Matters(TimeSpan.FromMilliseconds 2.0)) rounds)
+        [
+            test
+                "under two hogs a latency-sensitive queue gets FIFO data before the hog's slice ends, a throughput queue after" {
+                requireIoUring "the latency ring raises NeedPreempt on a completion"
+                let rounds = 20
+                // Allowed exceptions to the ordering, out of 20: a write that lands within the ~1024 iterations before
+                // a hog's own slice end (odds ~1e-4), or a preempt interval (1 s) that expires on a VM that held the
+                // shard's CPU back. The expected count of each is 0.
+                let slack = 2
 
-              let throughput, _, throughputStats = withTempDir (fun dir -> slicesUnderHogs dir Latency.NotImportant rounds)
-              let show (rounds: (int64 * int64) array) = rounds |> Array.map (fun (w, r) -> $"{w}->{r}") |> String.concat " "
-              // The latency queue's reads complete on the latency ring, whose CQE makes NeedPreempt true: the hog
-              // yields at its next YieldIfNeeded, and the reader runs before any hog's slice ends by itself.
-              Expect.isGreaterThanOrEqual mattersStats.Latency.Completed (int64 rounds) "the latency queue's reads went to the latency ring"
-              let cutShort = matters |> Array.filter (fun (w, r) -> w = r) |> Array.length
-              Expect.isGreaterThanOrEqual cutShort (rounds - slack) $"the latency queue's reader ran within the hog slice its data arrived in (slices ended at write -> at read: {show matters})"
-              Expect.isGreaterThanOrEqual mattersPreemptions (int64 (rounds - slack)) "each byte cut a hog's slice short (a preemption each)"
-              // The throughput queue's reads complete on the main ring, reaped when the loop turns: when the hog's
-              // run ends. Nothing cuts it for the reader, so it ends by itself (a slice ended). (With slices of
-              // ~200 ms, the rounds once took ~6 s, and the 1 s preempt interval cut a run every few rounds.)
-              Expect.isGreaterThanOrEqual throughputStats.Main.Completed (int64 rounds) "the throughput queue's reads went to the main ring"
-              let waited = throughput |> Array.filter (fun (w, r) -> r > w) |> Array.length
-              Expect.isGreaterThanOrEqual waited (rounds - slack) $"the throughput queue's reader mostly waited for the hog's slice to end (slices ended at write -> at read: {show throughput})"
-          }
+                let matters, mattersPreemptions, mattersStats =
+                    withTempDir (fun dir -> slicesUnderHogs dir (Latency.Matters(TimeSpan.FromMilliseconds 2.0)) rounds)
 
-          test "a parked shard wakes for a latency-ring completion" {
-              requireIoUring "the latency ring"
-              withTempDir (fun dir ->
-                  let fifo = Path.Combine(dir, "fifo")
-                  Libc.makeFifo fifo
-                  let reading = TaskCompletionSource<int>()
+                let throughput, _, throughputStats =
+                    withTempDir (fun dir -> slicesUnderHogs dir Latency.NotImportant rounds)
 
-                  let writer =
-                      Task.Run(fun () ->
-                          task {
-                              let! tid = reading.Task
-                              // Wait until the shard has parked (its thread blocked in io_uring_enter): nothing else
-                              // is runnable and no timer is pending, so only the latency ring's fd, polled from the
-                              // main ring, can wake it.
-                              Libc.waitUntilParked "the shard with a latency read in flight" tid
-                              use w = new FileStream(fifo, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1)
-                              w.Write([| 42uy |], 0, 1)
-                          }
-                          :> Task)
+                let show (rounds: (int64 * int64) array) =
+                    rounds |> Array.map (fun (w, r) -> $"{w}->{r}") |> String.concat " "
+                // The latency queue's reads complete on the latency ring, whose CQE makes NeedPreempt true: the hog
+                // yields at its next YieldIfNeeded, and the reader runs before any hog's slice ends by itself.
+                Expect.isGreaterThanOrEqual
+                    mattersStats.Latency.Completed
+                    (int64 rounds)
+                    "the latency queue's reads went to the latency ring"
 
-                  let got, stats =
-                      runShard (fun () ->
-                          task {
-                              let q = Shard.CreateTaskQueue("latency", Shares.Static 100, Latency.Matters(TimeSpan.FromMilliseconds 1.0))
+                let cutShort = matters |> Array.filter (fun (w, r) -> w = r) |> Array.length
 
-                              return!
-                                  spawnInto q (fun () ->
-                                      task {
-                                          let! file = BufferedFile.OpenAsync(fifo, FileMode.Open, FileAccess.ReadWrite)
-                                          let buffer = Array.zeroCreate<byte> 1
-                                          let read = file.ReadAtAsync(Memory buffer, 0L)
-                                          reading.SetResult(Libc.gettid ())
-                                          let! _ = read
-                                          do! file.DisposeAsync()
-                                          return buffer[0], Shard.Stats
-                                      })
-                          })
+                Expect.isGreaterThanOrEqual
+                    cutShort
+                    (rounds - slack)
+                    $"the latency queue's reader ran within the hog slice its data arrived in (slices ended at write -> at read: {show matters})"
 
-                  writer.Wait(shardTimeout) |> ignore
-                  Expect.equal got 42uy "the byte written"
-                  Expect.isGreaterThanOrEqual stats.Parks 1L "the shard parked while the read was in flight"
-                  Expect.isGreaterThanOrEqual stats.Latency.Completed 1L "the read completed on the latency ring")
-          }
+                Expect.isGreaterThanOrEqual
+                    mattersPreemptions
+                    (int64 (rounds - slack))
+                    "each byte cut a hog's slice short (a preemption each)"
+                // The throughput queue's reads complete on the main ring, reaped when the loop turns: when the hog's
+                // run ends. Nothing cuts it for the reader, so it ends by itself (a slice ended). (With slices of
+                // ~200 ms, the rounds once took ~6 s, and the 1 s preempt interval cut a run every few rounds.)
+                Expect.isGreaterThanOrEqual
+                    throughputStats.Main.Completed
+                    (int64 rounds)
+                    "the throughput queue's reads went to the main ring"
 
-          test "O_DIRECT I/O on ext4 goes where sysfs io_poll says, and reads the right bytes" {
-              requireIoUring "the poll ring"
-              withTempDir (fun dir ->
-                  let path = Path.Combine(dir, "direct.bin")
-                  let data = Array.init 4096 byte
-                  File.WriteAllBytes(path, data)
-                  let read, stats, device = runShard (fun () -> directRead path 2)
-                  Expect.sequenceEqual read data "the bytes read through the ring"
+                let waited = throughput |> Array.filter (fun (w, r) -> r > w) |> Array.length
 
-                  let ioPoll = sysfsIoPoll device
+                Expect.isGreaterThanOrEqual
+                    waited
+                    (rounds - slack)
+                    $"the throughput queue's reader mostly waited for the hog's slice to end (slices ended at write -> at read: {show throughput})"
+            }
 
-                  if ioPoll = Some "1" then
-                      Expect.equal stats.Poll.Submitted 2L "a polling device's O_DIRECT reads go to the poll ring"
-                  else
-                      // The case here: virtio disks do not poll (io_poll = 0), decided once from sysfs.
-                      Expect.equal stats.Poll.Submitted 0L $"a device with io_poll = {ioPoll} is never tried on the poll ring"
-                      Expect.equal stats.PollFallbacks 1L "the device was routed to the main ring once, and counted")
-          }
+            test "a parked shard wakes for a latency-ring completion" {
+                requireIoUring "the latency ring"
 
-          test "O_DIRECT I/O that the poll ring refuses (tmpfs: EOPNOTSUPP) falls back to the main ring for good" {
-              requireIoUring "the poll ring"
-              let shm = "/dev/shm"
-              let dir = Path.Combine(shm, $"scipio-{Guid.NewGuid():N}")
+                withTempDir (fun dir ->
+                    let fifo = Path.Combine(dir, "fifo")
+                    Libc.makeFifo fifo
+                    let reading = TaskCompletionSource<int>()
 
-              if not (Directory.Exists shm) then
-                  skiptest "no /dev/shm here"
+                    let writer =
+                        Task.Run(fun () ->
+                            task {
+                                let! tid = reading.Task
+                                // Wait until the shard has parked (its thread blocked in io_uring_enter): nothing else
+                                // is runnable and no timer is pending, so only the latency ring's fd, polled from the
+                                // main ring, can wake it.
+                                Libc.waitUntilParked "the shard with a latency read in flight" tid
 
-              Directory.CreateDirectory dir |> ignore
+                                use w =
+                                    new FileStream(fifo, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1)
 
-              try
-                  let path = Path.Combine(dir, "direct.bin")
-                  let data = Array.init 4096 (fun i -> byte (i * 7))
-                  File.WriteAllBytes(path, data)
-                  let probe = ``open`` (path, ODirect, 0)
+                                w.Write([| 42uy |], 0, 1)
+                            }
+                            :> Task)
 
-                  if probe < 0 then
-                      skiptest $"tmpfs here refuses O_DIRECT (errno {Marshal.GetLastPInvokeError()})"
+                    let got, stats =
+                        runShard (fun () ->
+                            task {
+                                let q =
+                                    Shard.CreateTaskQueue(
+                                        "latency",
+                                        Shares.Static 100,
+                                        Latency.Matters(TimeSpan.FromMilliseconds 1.0)
+                                    )
 
-                  close probe |> ignore
-                  let read, stats, _ = runShard (fun () -> directRead path 2)
-                  Expect.sequenceEqual read data "the bytes, read after the fallback"
-                  Expect.equal stats.Poll.Submitted 1L "only the first read was tried on the poll ring"
-                  Expect.equal stats.PollFallbacks 1L "one operation sent again, to the main ring"
-                  Expect.equal stats.Poll.Completed 1L "the poll ring's EOPNOTSUPP was reaped"
-              finally
-                  Directory.Delete(dir, true)
-          }
+                                return!
+                                    spawnInto q (fun () ->
+                                        task {
+                                            let! file =
+                                                BufferedFile.OpenAsync(fifo, FileMode.Open, FileAccess.ReadWrite)
 
-          test "a queue that the running one wakes gets the CPU while it loops on YieldIfNeeded" {
-              // Picked alone, with no timer and no I/O pending, the hog needs no preemption timer; spawning into
-              // another queue makes it need one at once.
-              let ran =
-                  runShard (fun () ->
-                      task {
-                          let other = Shard.CreateTaskQueue("other", Shares.Static 100, Latency.NotImportant)
-                          let hog = Shard.CreateTaskQueue("hog", Shares.Static 100, Latency.NotImportant)
+                                            let buffer = Array.zeroCreate<byte> 1
+                                            let read = file.ReadAtAsync(Memory buffer, 0L)
+                                            reading.SetResult(Libc.gettid ())
+                                            let! _ = read
+                                            do! file.DisposeAsync()
+                                            return buffer[0], Shard.Stats
+                                        })
+                            })
 
-                          return!
-                              spawnInto hog (fun () ->
-                                  task {
-                                      let flag = { IsSet = false }
+                    writer.Wait(shardTimeout) |> ignore
+                    Expect.equal got 42uy "the byte written"
+                    Expect.isGreaterThanOrEqual stats.Parks 1L "the shard parked while the read was in flight"
+                    Expect.isGreaterThanOrEqual stats.Latency.Completed 1L "the read completed on the latency ring")
+            }
 
-                                      spawnInto other (fun () -> task { flag.IsSet <- true; return 0 }) |> ignore
-                                      let until = Stopwatch.GetTimestamp() + Stopwatch.Frequency // 1 s at most
-                                      let mutable n = 0L
+            test "O_DIRECT I/O on ext4 goes where sysfs io_poll says, and reads the right bytes" {
+                requireIoUring "the poll ring"
 
-                                      while not flag.IsSet && Stopwatch.GetTimestamp() < until do
-                                          n <- n + 1L
+                withTempDir (fun dir ->
+                    let path = Path.Combine(dir, "direct.bin")
+                    let data = Array.init 4096 byte
+                    File.WriteAllBytes(path, data)
+                    let read, stats, device = runShard (fun () -> directRead path 2)
+                    Expect.sequenceEqual read data "the bytes read through the ring"
 
-                                          if n % 1024L = 0L then
-                                              do! Shard.YieldIfNeeded()
+                    let ioPoll = sysfsIoPoll device
 
-                                      return flag.IsSet
-                                  })
-                      })
+                    if ioPoll = Some "1" then
+                        Expect.equal stats.Poll.Submitted 2L "a polling device's O_DIRECT reads go to the poll ring"
+                    else
+                        // The case here: virtio disks do not poll (io_poll = 0), decided once from sysfs.
+                        Expect.equal
+                            stats.Poll.Submitted
+                            0L
+                            $"a device with io_poll = {ioPoll} is never tried on the poll ring"
 
-              Expect.isTrue ran "the other queue ran before the hog gave up after a second"
-          }
+                        Expect.equal stats.PollFallbacks 1L "the device was routed to the main ring once, and counted")
+            }
 
-          test "two shards wake each other (IORING_OP_MSG_RING) for 5,000 round trips, parked between messages" {
-              requireIoUring "IORING_OP_MSG_RING"
-              let queueOfB = TaskCompletionSource<TaskQueue>()
-              let stopB = TaskCompletionSource()
+            test "O_DIRECT I/O that the poll ring refuses (tmpfs: EOPNOTSUPP) falls back to the main ring for good" {
+                requireIoUring "the poll ring"
+                let shm = "/dev/shm"
+                let dir = Path.Combine(shm, $"scipio-{Guid.NewGuid():N}")
 
-              let b =
-                  Shard.Start(
-                      Func<Task<int64 * int64>>(fun () ->
-                          task {
-                              queueOfB.SetResult Shard.CurrentTaskQueue
-                              do! stopB.Task
-                              return Shard.Stats.Wakeups, Shard.Stats.MsgRingWakeups
-                          }),
-                      ShardOptions(Placement = Placement.Fixed 1)
-                  )
+                if not (Directory.Exists shm) then
+                    skiptest "no /dev/shm here"
 
-              let onB = awaitBounded "shard B's start" shardTimeout queueOfB.Task
-              let rounds = 5_000
+                Directory.CreateDirectory dir |> ignore
 
-              let wakeupsOfA =
-                  runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
-                      task {
-                          let onA = Shard.CurrentTaskQueue
+                try
+                    let path = Path.Combine(dir, "direct.bin")
+                    let data = Array.init 4096 (fun i -> byte (i * 7))
+                    File.WriteAllBytes(path, data)
+                    let probe = ``open`` (path, ODirect, 0)
 
-                          for _ in 1..rounds do
-                              let back = TaskCompletionSource()
-                              onB.Post((fun _ -> onA.Post((fun _ -> back.SetResult()), null)), null)
-                              do! back.Task
+                    if probe < 0 then
+                        skiptest $"tmpfs here refuses O_DIRECT (errno {Marshal.GetLastPInvokeError()})"
 
-                          return Shard.Stats.Wakeups, Shard.Stats.MsgRingWakeups
-                      })
+                    close probe |> ignore
+                    let read, stats, _ = runShard (fun () -> directRead path 2)
+                    Expect.sequenceEqual read data "the bytes, read after the fallback"
+                    Expect.equal stats.Poll.Submitted 1L "only the first read was tried on the poll ring"
+                    Expect.equal stats.PollFallbacks 1L "one operation sent again, to the main ring"
+                    Expect.equal stats.Poll.Completed 1L "the poll ring's EOPNOTSUPP was reaped"
+                finally
+                    Directory.Delete(dir, true)
+            }
 
-              stopB.SetResult()
-              let wakeupsOfB = awaitBounded "shard B" shardTimeout b.Completion
-              let wakeupsOfA, msgRingWakeupsOfA = wakeupsOfA
-              let wakeupsOfB, msgRingWakeupsOfB = wakeupsOfB
-              // Both sides park between messages most of the time; each of those parks ends in a counted wake-up,
-              // and a wake from another shard goes by IORING_OP_MSG_RING (a CQE on the parked shard's ring), not by
-              // its eventfd.
-              Expect.isGreaterThan wakeupsOfA 0L "shard A was woken by shard B"
-              Expect.isGreaterThan wakeupsOfB 0L "shard B was woken by shard A"
-              Expect.isGreaterThan msgRingWakeupsOfA 0L $"shard B's wakes of shard A went by MSG_RING ({msgRingWakeupsOfA} of {wakeupsOfA})"
-              Expect.isGreaterThan msgRingWakeupsOfB 0L $"shard A's wakes of shard B went by MSG_RING ({msgRingWakeupsOfB} of {wakeupsOfB})"
-          }
+            test "a queue that the running one wakes gets the CPU while it loops on YieldIfNeeded" {
+                // Picked alone, with no timer and no I/O pending, the hog needs no preemption timer; spawning into
+                // another queue makes it need one at once.
+                let ran =
+                    runShard (fun () ->
+                        task {
+                            let other = Shard.CreateTaskQueue("other", Shares.Static 100, Latency.NotImportant)
+                            let hog = Shard.CreateTaskQueue("hog", Shares.Static 100, Latency.NotImportant)
 
-          test "SpawnBlocking runs off the shard, unpinned, and resumes in the calling queue" {
-              let onShard, queue, helperCpus, error =
-                  runShardWith (ShardOptions(Placement = Placement.Fixed 1)) (fun () ->
-                      task {
-                          let q = Shard.CreateTaskQueue("caller", Shares.Static 100, Latency.NotImportant)
+                            return!
+                                spawnInto hog (fun () ->
+                                    task {
+                                        let flag = { IsSet = false }
 
-                          return!
-                              spawnInto q (fun () ->
-                                  task {
-                                      let! cpus = Shard.SpawnBlocking(fun () -> Libc.affinityOf 0)
-                                      let onShard = Shard.IsOnShard
-                                      let queue = Shard.CurrentTaskQueue.Name
+                                        spawnInto other (fun () ->
+                                            task {
+                                                flag.IsSet <- true
+                                                return 0
+                                            })
+                                        |> ignore
 
-                                      let! error =
-                                          thrownByTask (fun () -> Shard.SpawnBlocking(fun () -> raise (TimeoutException "from the helper")))
+                                        let until = Stopwatch.GetTimestamp() + Stopwatch.Frequency // 1 s at most
+                                        let mutable n = 0L
 
-                                      return onShard, queue, cpus, error
-                                  })
-                      })
+                                        while not flag.IsSet && Stopwatch.GetTimestamp() < until do
+                                            n <- n + 1L
 
-              Expect.isTrue onShard "the await resumed on the shard"
-              Expect.equal queue "caller" "in the queue that called"
-              Expect.equal helperCpus (Libc.processCpus ()) "the helper thread is not pinned to the shard's CPU"
-              expectExn<TimeoutException> "the blocking work's exception" error |> ignore
-          } ]
+                                            if n % 1024L = 0L then
+                                                do! Shard.YieldIfNeeded()
+
+                                        return flag.IsSet
+                                    })
+                        })
+
+                Expect.isTrue ran "the other queue ran before the hog gave up after a second"
+            }
+
+            test "two shards wake each other (IORING_OP_MSG_RING) for 5,000 round trips, parked between messages" {
+                requireIoUring "IORING_OP_MSG_RING"
+                let queueOfB = TaskCompletionSource<TaskQueue>()
+                let stopB = TaskCompletionSource()
+
+                let b =
+                    Shard.Start(
+                        Func<Task<int64 * int64>>(fun () ->
+                            task {
+                                queueOfB.SetResult Shard.CurrentTaskQueue
+                                do! stopB.Task
+                                return Shard.Stats.Wakeups, Shard.Stats.MsgRingWakeups
+                            }),
+                        ShardOptions(Placement = Placement.Fixed 1)
+                    )
+
+                let onB = awaitBounded "shard B's start" shardTimeout queueOfB.Task
+                let rounds = 5_000
+
+                let wakeupsOfA =
+                    runShardWith (ShardOptions(Placement = Placement.Fixed 0)) (fun () ->
+                        task {
+                            let onA = Shard.CurrentTaskQueue
+
+                            for _ in 1..rounds do
+                                let back = TaskCompletionSource()
+                                onB.Post((fun _ -> onA.Post((fun _ -> back.SetResult()), null)), null)
+                                do! back.Task
+
+                            return Shard.Stats.Wakeups, Shard.Stats.MsgRingWakeups
+                        })
+
+                stopB.SetResult()
+                let wakeupsOfB = awaitBounded "shard B" shardTimeout b.Completion
+                let wakeupsOfA, msgRingWakeupsOfA = wakeupsOfA
+                let wakeupsOfB, msgRingWakeupsOfB = wakeupsOfB
+                // Both sides park between messages most of the time; each of those parks ends in a counted wake-up,
+                // and a wake from another shard goes by IORING_OP_MSG_RING (a CQE on the parked shard's ring), not by
+                // its eventfd.
+                Expect.isGreaterThan wakeupsOfA 0L "shard A was woken by shard B"
+                Expect.isGreaterThan wakeupsOfB 0L "shard B was woken by shard A"
+
+                Expect.isGreaterThan
+                    msgRingWakeupsOfA
+                    0L
+                    $"shard B's wakes of shard A went by MSG_RING ({msgRingWakeupsOfA} of {wakeupsOfA})"
+
+                Expect.isGreaterThan
+                    msgRingWakeupsOfB
+                    0L
+                    $"shard A's wakes of shard B went by MSG_RING ({msgRingWakeupsOfB} of {wakeupsOfB})"
+            }
+
+            test "SpawnBlocking runs off the shard, unpinned, and resumes in the calling queue" {
+                let onShard, queue, helperCpus, error =
+                    runShardWith (ShardOptions(Placement = Placement.Fixed 1)) (fun () ->
+                        task {
+                            let q = Shard.CreateTaskQueue("caller", Shares.Static 100, Latency.NotImportant)
+
+                            return!
+                                spawnInto q (fun () ->
+                                    task {
+                                        let! cpus = Shard.SpawnBlocking(fun () -> Libc.affinityOf 0)
+                                        let onShard = Shard.IsOnShard
+                                        let queue = Shard.CurrentTaskQueue.Name
+
+                                        let! error =
+                                            thrownByTask (fun () ->
+                                                Shard.SpawnBlocking(fun () ->
+                                                    raise (TimeoutException "from the helper")))
+
+                                        return onShard, queue, cpus, error
+                                    })
+                        })
+
+                Expect.isTrue onShard "the await resumed on the shard"
+                Expect.equal queue "caller" "in the queue that called"
+                Expect.equal helperCpus (Libc.processCpus ()) "the helper thread is not pinned to the shard's CPU"
+                expectExn<TimeoutException> "the blocking work's exception" error |> ignore
+            }
+        ]

@@ -36,7 +36,9 @@ let private inTime =
 
                     let timersAfter = pendingTimers ()
                     // Completed synchronously: the deadline is disarmed before the call returns.
-                    let! syncValue = Shard.WithTimeout(TimeSpan.FromMinutes 10.0, fun _ -> Task.FromResult 7)
+                    let! syncValue =
+                        Shard.WithTimeout(TimeSpan.FromMinutes 10.0, fun _ -> Task.FromResult 7)
+
                     return value, seen.Token.IsCancellationRequested, timersAfter, syncValue, pendingTimers ()
                 })
 
@@ -48,7 +50,8 @@ let private inTime =
     }
 
 let private atDeadline =
-    test "work that outlasts its timeout: TimeoutException at the deadline, not before; the token canceled; no timer left" {
+    test
+        "work that outlasts its timeout: TimeoutException at the deadline, not before; the token canceled; no timer left" {
         let thrown, elapsed, canceled, workOutcome, timersAfter =
             runShard (fun () ->
                 task {
@@ -63,7 +66,11 @@ let private atDeadline =
                                 fun ct ->
                                     task {
                                         seen.Token <- ct
-                                        let! outcome = thrownByTask (fun () -> task { do! Shard.Sleep(TimeSpan.FromMinutes 10.0, ct) })
+
+                                        let! outcome =
+                                            thrownByTask (fun () ->
+                                                task { do! Shard.Sleep(TimeSpan.FromMinutes 10.0, ct) })
+
                                         workDone.SetResult outcome
                                         return 1
                                     }
@@ -79,7 +86,10 @@ let private atDeadline =
         Expect.isGreaterThanOrEqual elapsed (ms 20.0) "not before the deadline"
         Expect.isLessThan elapsed promptly "at the deadline, not when the work would have ended"
         Expect.isTrue canceled "the work's token was canceled at the deadline"
-        expectExn<OperationCanceledException> "the work's sleep, its token canceled" workOutcome |> ignore
+
+        expectExn<OperationCanceledException> "the work's sleep, its token canceled" workOutcome
+        |> ignore
+
         Expect.equal timersAfter 0 "no timer left: neither the deadline nor the work's canceled sleep"
     }
 
@@ -101,7 +111,9 @@ let private ignoresToken =
                     return thrown, elapsed, workResult
                 })
 
-        expectExn<TimeoutException> "WithTimeout around work that ignores its token" thrown |> ignore
+        expectExn<TimeoutException> "WithTimeout around work that ignores its token" thrown
+        |> ignore
+
         Expect.isLessThan elapsed (ms 300.0) "the caller does not wait for the work"
         Expect.equal workResult 5 "the work itself ran on and finished"
     }
@@ -124,7 +136,10 @@ let private failsInTime =
 
                     let! atOnce =
                         thrownByTask (fun () ->
-                            Shard.WithTimeout(TimeSpan.FromMinutes 10.0, Func<CancellationToken, Task<int>>(fun _ -> raise (FormatException "at once"))))
+                            Shard.WithTimeout(
+                                TimeSpan.FromMinutes 10.0,
+                                Func<CancellationToken, Task<int>>(fun _ -> raise (FormatException "at once"))
+                            ))
 
                     return later, atOnce, pendingTimers ()
                 })
@@ -157,7 +172,8 @@ let private nonGeneric =
                                 do!
                                     Shard.WithTimeout(
                                         ms 5.0,
-                                        Func<CancellationToken, Task>(fun ct -> Shard.Sleep(TimeSpan.FromMinutes 10.0, ct).AsTask())
+                                        Func<CancellationToken, Task>(fun ct ->
+                                            Shard.Sleep(TimeSpan.FromMinutes 10.0, ct).AsTask())
                                     )
                             })
 
@@ -165,7 +181,10 @@ let private nonGeneric =
                 })
 
         Expect.isTrue done' "the work ran with a cancelable token"
-        expectExn<TimeoutException> "the non-generic overload past its deadline" thrown |> ignore
+
+        expectExn<TimeoutException> "the non-generic overload past its deadline" thrown
+        |> ignore
+
         Expect.equal timers 0 "no timer left"
     }
 
@@ -195,13 +214,21 @@ let private completedBeforeDeadlineWins =
     }
 
 let private argumentsAndShard =
-    test "a negative timeout: ArgumentOutOfRangeException; null work: ArgumentNullException; infinite: no deadline; off a shard: InvalidOperationException" {
+    test
+        "a negative timeout: ArgumentOutOfRangeException; null work: ArgumentNullException; infinite: no deadline; off a shard: InvalidOperationException" {
         let negative, nullWork, infinite, timers =
             runShard (fun () ->
                 task {
-                    let negative = thrownBy (fun () -> Shard.WithTimeout(ms -1.5, fun _ -> Task.FromResult 1))
-                    let nullWork = thrownBy (fun () -> Shard.WithTimeout(ms 5.0, Unchecked.defaultof<Func<CancellationToken, Task<int>>>))
-                    let! infinite = Shard.WithTimeout(Timeout.InfiniteTimeSpan, fun ct -> Task.FromResult ct.CanBeCanceled)
+                    let negative =
+                        thrownBy (fun () -> Shard.WithTimeout(ms -1.5, fun _ -> Task.FromResult 1))
+
+                    let nullWork =
+                        thrownBy (fun () ->
+                            Shard.WithTimeout(ms 5.0, Unchecked.defaultof<Func<CancellationToken, Task<int>>>))
+
+                    let! infinite =
+                        Shard.WithTimeout(Timeout.InfiniteTimeSpan, fun ct -> Task.FromResult ct.CanBeCanceled)
+
                     return negative, nullWork, infinite, pendingTimers ()
                 })
 
@@ -220,10 +247,12 @@ let tests =
     testSequenced
     <| testList
         "WithTimeout"
-        [ inTime
-          atDeadline
-          ignoresToken
-          failsInTime
-          nonGeneric
-          completedBeforeDeadlineWins
-          argumentsAndShard ]
+        [
+            inTime
+            atDeadline
+            ignoresToken
+            failsInTime
+            nonGeneric
+            completedBeforeDeadlineWins
+            argumentsAndShard
+        ]

@@ -22,7 +22,9 @@ let private sleepRandomly (rng: Random) (count: int) =
         let early = Collections.Generic.List<TimeSpan * TimeSpan>()
 
         for _ in 1..count do
-            let requested = TimeSpan.FromTicks(rng.NextInt64(0L, TimeSpan.FromMilliseconds(20.0).Ticks + 1L))
+            let requested =
+                TimeSpan.FromTicks(rng.NextInt64(0L, TimeSpan.FromMilliseconds(20.0).Ticks + 1L))
+
             let started = Stopwatch.GetTimestamp()
             do! Shard.Sleep requested
             let elapsed = Stopwatch.GetElapsedTime started
@@ -104,67 +106,72 @@ let private cancelsPromptly (how: string) (sleepAndCancel: CancellationTokenSour
     }
 
 let private cancellation =
-    testList "cancellation" [
-        test "Sleep with an already canceled token throws OperationCanceledException" {
-            let thrown =
-                runShard (fun () ->
-                    task {
-                        use cts = new CancellationTokenSource()
-                        cts.Cancel()
-                        return! thrownByTask (fun () -> task { do! Shard.Sleep(TimeSpan.FromSeconds 1.0, cts.Token) })
-                    })
-
-            expectExn<OperationCanceledException> "Sleep with a canceled token" thrown |> ignore
-        }
-
-        cancelsPromptly "by CancelAfter (the token's timer thread)" (fun cts ->
-            task {
-                cts.CancelAfter(TimeSpan.FromMilliseconds 20.0)
-                do! Shard.Sleep(forever, cts.Token)
-            })
-
-        cancelsPromptly "by a spawned task on the shard" (fun cts ->
-            task {
-                let _canceler =
-                    spawn (fun () ->
+    testList
+        "cancellation"
+        [
+            test "Sleep with an already canceled token throws OperationCanceledException" {
+                let thrown =
+                    runShard (fun () ->
                         task {
-                            // After a turn of the loop: main has armed its sleep by then.
-                            do! Shard.Yield()
+                            use cts = new CancellationTokenSource()
                             cts.Cancel()
+
+                            return!
+                                thrownByTask (fun () -> task { do! Shard.Sleep(TimeSpan.FromSeconds 1.0, cts.Token) })
                         })
 
-                do! Shard.Sleep(forever, cts.Token)
-            })
+                expectExn<OperationCanceledException> "Sleep with a canceled token" thrown
+                |> ignore
+            }
 
-        cancelsPromptly "from a plain Thread" (fun cts ->
-            task {
-                // The sleep is armed before the other thread exists, so its cancellation takes the cross-thread path.
-                let sleeping = Shard.Sleep(forever, cts.Token)
-                Thread((fun () -> cts.Cancel()), IsBackground = true).Start()
-                do! sleeping
-            })
+            cancelsPromptly "by CancelAfter (the token's timer thread)" (fun cts ->
+                task {
+                    cts.CancelAfter(TimeSpan.FromMilliseconds 20.0)
+                    do! Shard.Sleep(forever, cts.Token)
+                })
 
-        cancelsPromptly "with an infinite delay" (fun cts ->
-            task {
-                let _canceler = spawn (fun () -> task { cts.Cancel() })
-                do! Shard.Sleep(Timeout.InfiniteTimeSpan, cts.Token)
-            })
+            cancelsPromptly "by a spawned task on the shard" (fun cts ->
+                task {
+                    let _canceler =
+                        spawn (fun () ->
+                            task {
+                                // After a turn of the loop: main has armed its sleep by then.
+                                do! Shard.Yield()
+                                cts.Cancel()
+                            })
 
-        test "canceling the token after the sleep completed does nothing; the next sleep is not affected" {
-            let ok =
-                runShard (fun () ->
-                    task {
-                        use cts = new CancellationTokenSource()
-                        do! Shard.Sleep(TimeSpan.FromMilliseconds 1.0, cts.Token)
-                        cts.Cancel()
-                        let started = Stopwatch.GetTimestamp()
-                        do! Shard.Sleep(TimeSpan.FromMilliseconds 3.0)
-                        return Stopwatch.GetElapsedTime started >= TimeSpan.FromMilliseconds 3.0
-                    })
+                    do! Shard.Sleep(forever, cts.Token)
+                })
 
-            Expect.isTrue ok "a sleep after a late cancel of another token should run its full time"
-        }
-    ]
+            cancelsPromptly "from a plain Thread" (fun cts ->
+                task {
+                    // The sleep is armed before the other thread exists, so its cancellation takes the cross-thread path.
+                    let sleeping = Shard.Sleep(forever, cts.Token)
+                    Thread((fun () -> cts.Cancel()), IsBackground = true).Start()
+                    do! sleeping
+                })
+
+            cancelsPromptly "with an infinite delay" (fun cts ->
+                task {
+                    let _canceler = spawn (fun () -> task { cts.Cancel() })
+                    do! Shard.Sleep(Timeout.InfiniteTimeSpan, cts.Token)
+                })
+
+            test "canceling the token after the sleep completed does nothing; the next sleep is not affected" {
+                let ok =
+                    runShard (fun () ->
+                        task {
+                            use cts = new CancellationTokenSource()
+                            do! Shard.Sleep(TimeSpan.FromMilliseconds 1.0, cts.Token)
+                            cts.Cancel()
+                            let started = Stopwatch.GetTimestamp()
+                            do! Shard.Sleep(TimeSpan.FromMilliseconds 3.0)
+                            return Stopwatch.GetElapsedTime started >= TimeSpan.FromMilliseconds 3.0
+                        })
+
+                Expect.isTrue ok "a sleep after a late cancel of another token should run its full time"
+            }
+        ]
 
 let private arguments =
     // -1 ms is Timeout.InfiniteTimeSpan, which Sleep documents as "wait for cancellation": not tested as negative.
@@ -191,7 +198,10 @@ let private canceledLeaveTheHeap =
             runShard (fun () ->
                 task {
                     use cts = new CancellationTokenSource()
-                    let sleeps = Array.init 100_000 (fun _ -> Shard.Sleep(TimeSpan.FromHours 1.0, cts.Token).AsTask())
+
+                    let sleeps =
+                        Array.init 100_000 (fun _ -> Shard.Sleep(TimeSpan.FromHours 1.0, cts.Token).AsTask())
+
                     let armed = Shard.Stats.PendingTimers
                     let peakCapacity = Scipio.Runtime.ShardExecutor.Require("test").TimerCapacity
                     cts.Cancel() // on the shard: each sleep's callback takes it out of the heap right here

@@ -58,7 +58,10 @@ let private denyIoUringSetup (errno: int) =
         if Libc.prctl (PR_SET_NO_NEW_PRIVS, 1un, 0un, 0un, 0un) <> 0 then
             failtestf "prctl(PR_SET_NO_NEW_PRIVS) failed: errno %d" (Marshal.GetLastPInvokeError())
 
-        if Libc.prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, unativeint fprog, 0un, 0un) <> 0 then
+        if
+            Libc.prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, unativeint fprog, 0un, 0un)
+            <> 0
+        then
             failtestf "prctl(PR_SET_SECCOMP) failed: errno %d" (Marshal.GetLastPInvokeError())
     finally
         // The kernel copied the program when it installed it.
@@ -66,12 +69,17 @@ let private denyIoUringSetup (errno: int) =
         Marshal.FreeHGlobal filter
 
 let private refused (errnoName: string) (errno: int) (mentions: string list) =
-    test $"io_uring_setup failing with %s{errnoName}: Shard.Run with ShardBackend.IoUring throws IoUringUnavailableException that says so" {
+    test
+        $"io_uring_setup failing with %s{errnoName}: Shard.Run with ShardBackend.IoUring throws IoUringUnavailableException that says so" {
         let thrown =
             thrownBy (fun () ->
                 onNewThread "seccomp-restricted Shard.Run caller" (fun () ->
                     denyIoUringSetup errno
-                    Shard.Run(Func<Task<int>>(fun () -> Task.FromResult 0), ShardOptions(Backend = ShardBackend.IoUring))))
+
+                    Shard.Run(
+                        Func<Task<int>>(fun () -> Task.FromResult 0),
+                        ShardOptions(Backend = ShardBackend.IoUring)
+                    )))
 
         let e =
             expectExactExn<IoUringUnavailableException> $"Shard.Run with io_uring_setup denied (%s{errnoName})" thrown
@@ -94,6 +102,7 @@ let private fileAndEcho (dir: string) =
         let! n = file.ReadAtAsync(Memory back, 0L)
         do! file.DisposeAsync()
         let listener = TcpListener.Bind(IPEndPoint(IPAddress.Loopback, 0))
+
         let server =
             Shard.Spawn(fun () ->
                 task {
@@ -104,6 +113,7 @@ let private fileAndEcho (dir: string) =
                     do! connection.DisposeAsync()
                     return got
                 })
+
         let! client = TcpStream.ConnectAsync(listener.LocalEndPoint)
         do! client.WriteAsync(ReadOnlyMemory "ping"B)
         let echoed = Array.zeroCreate<byte> 4
@@ -111,16 +121,20 @@ let private fileAndEcho (dir: string) =
         let! _ = server
         do! client.DisposeAsync()
         do! listener.DisposeAsync()
-        return (Text.Encoding.ASCII.GetString(back, 0, n), Text.Encoding.ASCII.GetString(echoed, 0, m), Shard.Stats.Backend)
+
+        return
+            (Text.Encoding.ASCII.GetString(back, 0, n), Text.Encoding.ASCII.GetString(echoed, 0, m), Shard.Stats.Backend)
     }
 
 let private fallsBack =
-    test "io_uring_setup failing with EPERM: ShardBackend.Auto runs on epoll (a file, a TCP echo, a pool of 2) and says why on stderr" {
+    test
+        "io_uring_setup failing with EPERM: ShardBackend.Auto runs on epoll (a file, a TCP echo, a pool of 2) and says why on stderr" {
         withTempDir (fun dir ->
             let notice = new StringWriter()
             let stderr = Console.Error
             Scipio.Runtime.BackendChoice.ResetNotice()
             Console.SetError notice
+
             let lone, pooled =
                 try
                     onNewThread "seccomp-restricted Auto caller" (fun () ->
@@ -128,13 +142,16 @@ let private fallsBack =
                         let auto = ShardOptions(Backend = ShardBackend.Auto)
                         let lone = Shard.Run(Func<Task<_>>(fun () -> fileAndEcho dir), auto)
                         let pool = ShardPool.Start(ShardPoolOptions(Shards = 2, PerShard = auto))
+
                         try
                             let pooled =
                                 pool.RunOnAll(fun () -> task { return Shard.Id, Shard.Stats.Backend })
                                 |> awaitBounded "RunOnAll on the fallen-back pool" shardTimeout
+
                             lone, pooled
                         finally
-                            task { do! pool.DisposeAsync() } |> awaitBounded "the pool's disposal" shardTimeout)
+                            task { do! pool.DisposeAsync() }
+                            |> awaitBounded "the pool's disposal" shardTimeout)
                 finally
                     Console.SetError stderr
 
@@ -142,17 +159,28 @@ let private fallsBack =
             Expect.equal text "through epoll" "the file round trip"
             Expect.equal echoed "ping" "the TCP echo"
             Expect.equal backend ShardBackend.Epoll "Shard.Stats.Backend says epoll"
-            Expect.equal (pooled |> Array.sort) [| 0, ShardBackend.Epoll; 1, ShardBackend.Epoll |] "both shards of the pool run, on epoll"
+
+            Expect.equal
+                (pooled |> Array.sort)
+                [| 0, ShardBackend.Epoll; 1, ShardBackend.Epoll |]
+                "both shards of the pool run, on epoll"
+
             let said = notice.ToString()
             Expect.stringContains said "epoll backend" "the notice says which backend"
             Expect.stringContains said "EPERM" "and names the cause"
-            Expect.equal (said.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 1 "one line, once per process")
+
+            Expect.equal
+                (said.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length)
+                1
+                "one line, once per process")
     }
 
 let tests =
     testSequenced
-    <| testList "io_uring unavailable" [
-        refused "EPERM" 1 [ "EPERM"; "seccomp" ]
-        refused "ENOSYS" 38 [ "ENOSYS"; "kernel" ]
-        fallsBack
-    ]
+    <| testList
+        "io_uring unavailable"
+        [
+            refused "EPERM" 1 [ "EPERM"; "seccomp" ]
+            refused "ENOSYS" 38 [ "ENOSYS"; "kernel" ]
+            fallsBack
+        ]

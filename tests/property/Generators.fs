@@ -9,14 +9,24 @@ open Scipio.Core
 open Scipio.Simulation
 
 /// Properties over single transitions: cheap, so many cases.
-let quick = { FsCheckConfig.defaultConfig with maxTest = 500 }
+let quick =
+    { FsCheckConfig.defaultConfig with
+        maxTest = 500
+    }
 
 /// Model-based command sequences: each case runs a few hundred commands.
-let models = { FsCheckConfig.defaultConfig with maxTest = 200; endSize = 200 }
+let models =
+    { FsCheckConfig.defaultConfig with
+        maxTest = 200
+        endSize = 200
+    }
 
 /// Whole simulated seconds: each case runs up to a few hundred thousand simulated tasks, and the suite must stay
 /// well under 30 s on two cores.
-let simulations = { FsCheckConfig.defaultConfig with maxTest = 100 }
+let simulations =
+    { FsCheckConfig.defaultConfig with
+        maxTest = 100
+    }
 
 /// Nanoseconds in a microsecond, for readable literals.
 [<Literal>]
@@ -45,11 +55,15 @@ let queueState =
     gen {
         let! shares = shares
         let! latency = latency
+
         let! vruntime =
             Gen.frequency
-                [ 3, Gen.choose64 (0L, 1_000L * Second)
-                  1, Gen.choose64 (0L, 1L <<< 62)
-                  1, Gen.choose64 (0L, 3L) ]
+                [
+                    3, Gen.choose64 (0L, 1_000L * Second)
+                    1, Gen.choose64 (0L, 1L <<< 62)
+                    1, Gen.choose64 (0L, 3L)
+                ]
+
         let! runnable = Gen.elements [ true; false ]
         let! since = instant
         let! lastRan = instant
@@ -67,7 +81,8 @@ let queueState =
                 RuntimeNs = runtime
                 TasksRun = tasks
                 TimesSelected = selected
-                MaxQueueDelayNs = delay }
+                MaxQueueDelayNs = delay
+            }
     }
 
 /// 0..8 queues; vruntimes drawn from a small set so that ties, which the tie-breaks decide, are common.
@@ -86,7 +101,8 @@ let queueStates =
                     { states[i] with
                         Vruntime = vruntimes[i]
                         RunnableSinceNs = sinces[i]
-                        LastRanNs = sinces[(i + 1) % n] })
+                        LastRanNs = sinces[(i + 1) % n]
+                    })
         else
             return states
     }

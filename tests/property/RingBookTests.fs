@@ -31,12 +31,24 @@ let private ringSizes =
         let! sq = Gen.elements [ 1; 2; 4; 8; 16; 32 ]
         // The shell asks for a CQ of 16 × SQ (at least 1024; smaller here, so that bursts overflow it). Other sizes
         // are not what the shell sets up, but the invariants must not rely on it.
-        let! cq = Gen.frequency [ 4, Gen.constant (16 * sq); 1, Gen.elements [ sq; 2 * sq ]; 1, Gen.choose (1, 64) ]
+        let! cq =
+            Gen.frequency
+                [
+                    4, Gen.constant (16 * sq)
+                    1, Gen.elements [ sq; 2 * sq ]
+                    1, Gen.choose (1, 64)
+                ]
+
         return sq, cq
     }
 
 let private opClass =
-    Gen.frequency [ 3, Gen.constant OpClass.Prompt; 3, Gen.constant OpClass.Lingering; 1, Gen.constant OpClass.Internal ]
+    Gen.frequency
+        [
+            3, Gen.constant OpClass.Prompt
+            3, Gen.constant OpClass.Lingering
+            1, Gen.constant OpClass.Internal
+        ]
 
 let private command =
     let take = Gen.frequency [ 3, Gen.choose (0, 4); 1, Gen.choose (0, 64) ]
@@ -48,17 +60,20 @@ let private command =
         | OpClass.Internal -> Gen.choose (1, 3)
 
     Gen.frequency
-        [ 4, gen {
-                 let! op = opClass
-                 let! n = count op
-                 let! t = take
-                 return Issue(op, n, t)
-             }
-          2, Gen.map Submit take
-          3, Gen.map2 (fun n p -> CompletePrompt(n, p)) (Gen.choose (1, 50)) (Gen.choose (0, 1000))
-          1, Gen.map2 (fun n p -> CompleteLingering(n, p)) (Gen.choose (1, 20)) (Gen.choose (0, 1000))
-          1, Gen.constant LingeringBurst
-          3, Gen.map Reap take ]
+        [
+            4,
+            gen {
+                let! op = opClass
+                let! n = count op
+                let! t = take
+                return Issue(op, n, t)
+            }
+            2, Gen.map Submit take
+            3, Gen.map2 (fun n p -> CompletePrompt(n, p)) (Gen.choose (1, 50)) (Gen.choose (0, 1000))
+            1, Gen.map2 (fun n p -> CompleteLingering(n, p)) (Gen.choose (1, 20)) (Gen.choose (0, 1000))
+            1, Gen.constant LingeringBurst
+            3, Gen.map Reap take
+        ]
 
 /// The shell and the kernel's sides of one ring: which operation is where.
 type private Model(sqEntries: int, cqEntries: int) =
@@ -120,7 +135,10 @@ type private Model(sqEntries: int, cqEntries: int) =
     /// The kernel posts a CQE: into the CQ if it has room and nothing overflowed before it, else (NODROP) into the
     /// overflow list, in order.
     let post id =
-        if cq.Count < cqEntries && overflow.Count = 0 then cq.Enqueue id else overflow.Enqueue id
+        if cq.Count < cqEntries && overflow.Count = 0 then
+            cq.Enqueue id
+        else
+            overflow.Enqueue id
 
     /// The kernel completes the operation at `at` of `held`.
     let complete (held: List<int>) at =
@@ -170,7 +188,13 @@ type private Model(sqEntries: int, cqEntries: int) =
             this.Step c
             checkInvariants ()
         with :? AssertException as e ->
-            failtestf "after %A (book %A, backlogs %d prompt, %d lingering): %s" c book promptBacklog.Count lingeringBacklog.Count e.Message
+            failtestf
+                "after %A (book %A, backlogs %d prompt, %d lingering): %s"
+                c
+                book
+                promptBacklog.Count
+                lingeringBacklog.Count
+                e.Message
 
     member private _.Step(c: RingCommand) =
         match c with
@@ -212,7 +236,8 @@ type private Model(sqEntries: int, cqEntries: int) =
     member this.Drain() =
         let mutable rounds = 0
 
-        while (this.Backlogged > 0 || not (RingBook.isIdle book)) && rounds <= 4 * classes.Count + 4 do
+        while (this.Backlogged > 0 || not (RingBook.isIdle book))
+              && rounds <= 4 * classes.Count + 4 do
             this.Run(Submit sq.Count)
             this.Run(CompletePrompt(quick.Count, 0))
             this.Run LingeringBurst
@@ -228,8 +253,17 @@ let private anyBook =
         let! prepared = Gen.choose (0, sq)
         let! inFlight = Gen.choose (0, 5000)
         let book = RingBook.create sq cq
-        let! prompt = Gen.frequency [ 3, Gen.choose (0, RingBook.promptCapacity book); 1, Gen.elements [ RingBook.promptCapacity book ] ]
-        let! lingering = Gen.frequency [ 3, Gen.choose (0, 3000); 1, Gen.elements [ RingBook.lingeringCapacity book ] ]
+
+        let! prompt =
+            Gen.frequency
+                [
+                    3, Gen.choose (0, RingBook.promptCapacity book)
+                    1, Gen.elements [ RingBook.promptCapacity book ]
+                ]
+
+        let! lingering =
+            Gen.frequency [ 3, Gen.choose (0, 3000); 1, Gen.elements [ RingBook.lingeringCapacity book ] ]
+
         let! internalOps = Gen.choose (0, 50)
 
         return
@@ -238,102 +272,141 @@ let private anyBook =
                 InFlight = inFlight
                 Prompt = prompt
                 Lingering = lingering
-                Internal = internalOps }
+                Internal = internalOps
+            }
     }
 
 let tests =
     testList
         "RingBook"
-        [ testPropertyWithConfig
-              models
-              "a model shell on a NODROP ring: nothing lost, the shard's own never backlogged, backlogs drain"
-          <| Prop.forAll (Arb.fromGen (Gen.zip ringSizes (Gen.listOf command))) (fun ((sqEntries, cqEntries), commands) ->
-              let shell = Model(sqEntries, cqEntries)
+        [
+            testPropertyWithConfig
+                models
+                "a model shell on a NODROP ring: nothing lost, the shard's own never backlogged, backlogs drain"
+            <| Prop.forAll
+                (Arb.fromGen (Gen.zip ringSizes (Gen.listOf command)))
+                (fun ((sqEntries, cqEntries), commands) ->
+                    let shell = Model(sqEntries, cqEntries)
 
-              for c in commands do
-                  shell.Run c
+                    for c in commands do
+                        shell.Run c
 
-              shell.Drain()
-              Expect.isTrue (RingBook.isIdle shell.Book) "idle at the end"
-              Expect.equal shell.Completed.Count shell.Issued "every operation completed"
-              Expect.equal shell.Book.Submitted (int64 shell.Issued) "every operation submitted once"
-              Expect.equal shell.Book.Completed (int64 shell.Issued) "every completion counted once")
+                    shell.Drain()
+                    Expect.isTrue (RingBook.isIdle shell.Book) "idle at the end"
+                    Expect.equal shell.Completed.Count shell.Issued "every operation completed"
+                    Expect.equal shell.Book.Submitted (int64 shell.Issued) "every operation submitted once"
+                    Expect.equal shell.Book.Completed (int64 shell.Issued) "every completion counted once")
 
-          testPropertyWithConfig quick "thousands of idle lingering operations block neither file I/O nor the shard's own"
-          <| Prop.forAll (Arb.fromGen (Gen.elements [ 2; 4; 8; 16; 32; 64 ])) (fun sqEntries ->
-              // The shell's ring: CQ = 16 × SQ, at least 1024.
-              let mutable book = RingBook.create sqEntries (max 1024 (16 * sqEntries))
+            testPropertyWithConfig
+                quick
+                "thousands of idle lingering operations block neither file I/O nor the shard's own"
+            <| Prop.forAll (Arb.fromGen (Gen.elements [ 2; 4; 8; 16; 32; 64 ])) (fun sqEntries ->
+                // The shell's ring: CQ = 16 × SQ, at least 1024.
+                let mutable book = RingBook.create sqEntries (max 1024 (16 * sqEntries))
 
-              let place op =
-                  match RingBook.admit op book with
-                  | Admission.Prepare ->
-                      book <- RingBook.prepared op book
-                      true
-                  | Admission.SubmitFirst ->
-                      book <- RingBook.submitted book.Prepared book
-                      book <- RingBook.prepared op book
-                      true
-                  | Admission.Backlog -> false
+                let place op =
+                    match RingBook.admit op book with
+                    | Admission.Prepare ->
+                        book <- RingBook.prepared op book
+                        true
+                    | Admission.SubmitFirst ->
+                        book <- RingBook.submitted book.Prepared book
+                        book <- RingBook.prepared op book
+                        true
+                    | Admission.Backlog -> false
 
-              // Reads on idle sockets and FIFOs: they never complete.
-              for _ in 1..5000 do
-                  Expect.isTrue (place OpClass.Lingering) "5,000 idle reads are admitted"
+                // Reads on idle sockets and FIFOs: they never complete.
+                for _ in 1..5000 do
+                    Expect.isTrue (place OpClass.Lingering) "5,000 idle reads are admitted"
 
-              // Then a burst of file reads fills the prompt share, and each prompt read gets a cancel.
-              let mutable prompts = 0
+                // Then a burst of file reads fills the prompt share, and each prompt read gets a cancel.
+                let mutable prompts = 0
 
-              while place OpClass.Prompt do
-                  prompts <- prompts + 1
+                while place OpClass.Prompt do
+                    prompts <- prompts + 1
 
-              Expect.equal prompts (RingBook.promptCapacity book) "the whole prompt share"
+                Expect.equal prompts (RingBook.promptCapacity book) "the whole prompt share"
 
-              for i in 1 .. 5000 + prompts + 2 do
-                  Expect.isTrue (place OpClass.Internal) $"the shard's own operation {i} finds room"
+                for i in 1 .. 5000 + prompts + 2 do
+                    Expect.isTrue (place OpClass.Internal) $"the shard's own operation {i} finds room"
 
-              Expect.isLessThanOrEqual book.Prepared book.SqEntries "the SQ never overfills")
+                Expect.isLessThanOrEqual book.Prepared book.SqEntries "the SQ never overfills")
 
-          testPropertyWithConfig quick "admit: Backlog only when the class is at capacity, else SubmitFirst when the SQ is full"
-          <| Prop.forAll (Arb.fromGen (Gen.zip anyBook opClass)) (fun (book, op) ->
-              let atCapacity =
-                  match op with
-                  | OpClass.Internal -> false
-                  | OpClass.Prompt -> book.Prompt >= RingBook.promptCapacity book
-                  | OpClass.Lingering -> book.Lingering >= RingBook.lingeringCapacity book
+            testPropertyWithConfig
+                quick
+                "admit: Backlog only when the class is at capacity, else SubmitFirst when the SQ is full"
+            <| Prop.forAll (Arb.fromGen (Gen.zip anyBook opClass)) (fun (book, op) ->
+                let atCapacity =
+                    match op with
+                    | OpClass.Internal -> false
+                    | OpClass.Prompt -> book.Prompt >= RingBook.promptCapacity book
+                    | OpClass.Lingering -> book.Lingering >= RingBook.lingeringCapacity book
 
-              let expected =
-                  if atCapacity then Admission.Backlog
-                  elif book.Prepared >= book.SqEntries then Admission.SubmitFirst
-                  else Admission.Prepare
+                let expected =
+                    if atCapacity then
+                        Admission.Backlog
+                    elif book.Prepared >= book.SqEntries then
+                        Admission.SubmitFirst
+                    else
+                        Admission.Prepare
 
-              Expect.equal (RingBook.admit op book) expected "the first limit one more operation would break"
-              Expect.notEqual (RingBook.admit OpClass.Internal book) Admission.Backlog "Internal is never backlogged")
+                Expect.equal (RingBook.admit op book) expected "the first limit one more operation would break"
+                Expect.notEqual (RingBook.admit OpClass.Internal book) Admission.Backlog "Internal is never backlogged")
 
-          testPropertyWithConfig quick "capacities: prompt CQ − SQ (at least 1), lingering 64 × CQ"
-          <| Prop.forAll (Arb.fromGen ringSizes) (fun (sq, cq) ->
-              let book = RingBook.create sq cq
-              Expect.equal (RingBook.promptCapacity book) (max 1 (cq - sq)) "prompt"
-              Expect.equal (RingBook.lingeringCapacity book) (64 * cq) "lingering"
-              Expect.equal (RingBook.lingeringCapacity (RingBook.create sq System.Int32.MaxValue)) System.Int32.MaxValue "no overflow")
+            testPropertyWithConfig quick "capacities: prompt CQ − SQ (at least 1), lingering 64 × CQ"
+            <| Prop.forAll (Arb.fromGen ringSizes) (fun (sq, cq) ->
+                let book = RingBook.create sq cq
+                Expect.equal (RingBook.promptCapacity book) (max 1 (cq - sq)) "prompt"
+                Expect.equal (RingBook.lingeringCapacity book) (64 * cq) "lingering"
 
-          testPropertyWithConfig quick "prepared, submitted and completed move one operation of its class through the book"
-          <| Prop.forAll (Arb.fromGen (Gen.zip anyBook opClass)) (fun (book, op) ->
-              let book = { book with Prepared = min book.Prepared (book.SqEntries - 1) }
-              let after = book |> RingBook.prepared op |> RingBook.submitted (book.Prepared + 1) |> RingBook.completed op
-              Expect.equal { after with Submitted = 0L; Completed = 0L } { book with Prepared = 0; InFlight = book.InFlight + book.Prepared; Submitted = 0L; Completed = 0L } "counts back"
-              Expect.equal after.Submitted (book.Submitted + int64 book.Prepared + 1L) "submitted counted"
-              Expect.equal after.Completed (book.Completed + 1L) "completion counted")
+                Expect.equal
+                    (RingBook.lingeringCapacity (RingBook.create sq System.Int32.MaxValue))
+                    System.Int32.MaxValue
+                    "no overflow")
 
-          testPropertyWithConfig quick "submitted moves at most what is prepared, and never a negative count"
-          <| Prop.forAll
-              (Arb.fromGen (Gen.zip3 ringSizes (Gen.choose (0, 64)) (Gen.choose (-10, 100))))
-              (fun ((sqEntries, cqEntries), preparedCount, count) ->
-                  let mutable book = RingBook.create sqEntries cqEntries
+            testPropertyWithConfig
+                quick
+                "prepared, submitted and completed move one operation of its class through the book"
+            <| Prop.forAll (Arb.fromGen (Gen.zip anyBook opClass)) (fun (book, op) ->
+                let book =
+                    { book with
+                        Prepared = min book.Prepared (book.SqEntries - 1)
+                    }
 
-                  for _ in 1..preparedCount do
-                      book <- RingBook.prepared OpClass.Prompt book
+                let after =
+                    book
+                    |> RingBook.prepared op
+                    |> RingBook.submitted (book.Prepared + 1)
+                    |> RingBook.completed op
 
-                  let after = RingBook.submitted count book
-                  let moved = max 0 (min count preparedCount)
-                  Expect.equal after.Prepared (preparedCount - moved) "prepared drops by what the kernel took"
-                  Expect.equal after.InFlight moved "in flight grows by the same"
-                  Expect.equal after.Submitted (int64 moved) "counted") ]
+                Expect.equal
+                    { after with
+                        Submitted = 0L
+                        Completed = 0L
+                    }
+                    { book with
+                        Prepared = 0
+                        InFlight = book.InFlight + book.Prepared
+                        Submitted = 0L
+                        Completed = 0L
+                    }
+                    "counts back"
+
+                Expect.equal after.Submitted (book.Submitted + int64 book.Prepared + 1L) "submitted counted"
+                Expect.equal after.Completed (book.Completed + 1L) "completion counted")
+
+            testPropertyWithConfig quick "submitted moves at most what is prepared, and never a negative count"
+            <| Prop.forAll
+                (Arb.fromGen (Gen.zip3 ringSizes (Gen.choose (0, 64)) (Gen.choose (-10, 100))))
+                (fun ((sqEntries, cqEntries), preparedCount, count) ->
+                    let mutable book = RingBook.create sqEntries cqEntries
+
+                    for _ in 1..preparedCount do
+                        book <- RingBook.prepared OpClass.Prompt book
+
+                    let after = RingBook.submitted count book
+                    let moved = max 0 (min count preparedCount)
+                    Expect.equal after.Prepared (preparedCount - moved) "prepared drops by what the kernel took"
+                    Expect.equal after.InFlight moved "in flight grows by the same"
+                    Expect.equal after.Submitted (int64 moved) "counted")
+        ]

@@ -22,17 +22,23 @@ type private Item = { Value: int }
 
 let private op =
     Gen.frequency
-        [ 5, Gen.choose (0, 1_000_000) |> Gen.map Enqueue
-          3, Gen.constant Dequeue
-          1, Gen.choose (0, 9) |> Gen.map DequeueBatch
-          1, Gen.constant Peek ]
+        [
+            5, Gen.choose (0, 1_000_000) |> Gen.map Enqueue
+            3, Gen.constant Dequeue
+            1, Gen.choose (0, 9) |> Gen.map DequeueBatch
+            1, Gen.constant Peek
+        ]
 
 /// Runs `ops` on a ring of `requested` slots and on a Queue bounded by the ring's capacity; fails at the first
 /// difference.
 let private agreesWithModel (requested: int) (ops: Op list) =
     let ring = SpscRing<Item>(requested)
     let capacity = ring.Capacity
-    Expect.isTrue (capacity >= requested && capacity &&& (capacity - 1) = 0) "capacity: a power of two, at least the request"
+
+    Expect.isTrue
+        (capacity >= requested && capacity &&& (capacity - 1) = 0)
+        "capacity: a power of two, at least the request"
+
     let model = Queue<int>()
 
     for o in ops do
@@ -128,21 +134,26 @@ let private twoThreads (items: int) (capacity: int) =
     consumer.Start()
     Expect.isTrue (producer.Join(TimeSpan.FromSeconds 60.0)) "the producer finished"
     Expect.isTrue (consumer.Join(TimeSpan.FromSeconds 60.0)) "the consumer finished"
-    let firstWrong = received |> Array.mapi (fun i x -> x = int64 i) |> Array.tryFindIndex not
+
+    let firstWrong =
+        received |> Array.mapi (fun i x -> x = int64 i) |> Array.tryFindIndex not
+
     Expect.equal firstWrong None $"item i arrives i-th (nothing lost, duplicated or reordered) of %d{items}"
     Expect.isTrue ring.IsEmpty "the ring is empty at the end"
 
 let tests =
     testList
         "SpscRing"
-        [ testPropertyWithConfig models "single-threaded, it behaves as a bounded Queue"
-          <| Prop.forAll (Arb.fromGen (Gen.zip (Gen.choose (1, 9)) (Gen.listOf op))) (fun (capacity, ops) ->
-              agreesWithModel capacity ops)
+        [
+            testPropertyWithConfig models "single-threaded, it behaves as a bounded Queue"
+            <| Prop.forAll (Arb.fromGen (Gen.zip (Gen.choose (1, 9)) (Gen.listOf op))) (fun (capacity, ops) ->
+                agreesWithModel capacity ops)
 
-          testCase "dequeued slots are cleared" clearsSlots
+            testCase "dequeued slots are cleared" clearsSlots
 
-          testCase "two threads: 2M items through 64 slots arrive once each, in order" (fun () ->
-              twoThreads 2_000_000 64)
+            testCase "two threads: 2M items through 64 slots arrive once each, in order" (fun () ->
+                twoThreads 2_000_000 64)
 
-          testCase "two threads: 200k items through 1 slot arrive once each, in order" (fun () ->
-              twoThreads 200_000 1) ]
+            testCase "two threads: 200k items through 1 slot arrive once each, in order" (fun () ->
+                twoThreads 200_000 1)
+        ]

@@ -17,7 +17,8 @@ open Scipio.Core
 open Scipio.Simulation
 
 /// Every queue's shares, as floats for the bounds.
-let sharesOf (scenario: Scenario) = scenario.Queues |> Array.map (fun q -> float q.Shares)
+let sharesOf (scenario: Scenario) =
+    scenario.Queues |> Array.map (fun q -> float q.Shares)
 
 /// True for a queue that is always runnable once started.
 let isHog (q: QueueSpec) =
@@ -138,9 +139,11 @@ let checkNoStarvation (scenario: Scenario) (trace: Trace) =
     for q in 0 .. shares.Length - 1 do
         let bound =
             Seq.sum
-                [ for j in 0 .. shares.Length - 1 do
-                      if j <> q then
-                          e * (1.0 + shares[j] / shares[q]) ]
+                [
+                    for j in 0 .. shares.Length - 1 do
+                        if j <> q then
+                            e * (1.0 + shares[j] / shares[q])
+                ]
             + rounding
 
         if float trace.MaxWaitNs[q] > bound then
@@ -160,15 +163,28 @@ let checkNoStarvation (scenario: Scenario) (trace: Trace) =
 let checkNoBurst (scenario: Scenario) (trace: Trace) =
     let e = float (Simulator.maxRunNs scenario)
     let shares = sharesOf scenario
-    let hogs = [| for h in 0 .. shares.Length - 1 do if isHog scenario.Queues[h] then h |]
-    let runsOf = Array.init shares.Length (fun q -> trace.Runs |> Array.filter (fun r -> r.Queue = q))
+
+    let hogs =
+        [|
+            for h in 0 .. shares.Length - 1 do
+                if isHog scenario.Queues[h] then
+                    h
+        |]
+
+    let runsOf =
+        Array.init shares.Length (fun q -> trace.Runs |> Array.filter (fun r -> r.Queue = q))
 
     for w in trace.Wakes do
         let q = w.Queue
 
         if not (isHog scenario.Queues[q]) then
             let runs = runsOf[q]
-            let mutable k = runs |> Array.tryFindIndex (fun r -> r.StartNs >= w.AtNs) |> Option.defaultValue runs.Length
+
+            let mutable k =
+                runs
+                |> Array.tryFindIndex (fun r -> r.StartNs >= w.AtNs)
+                |> Option.defaultValue runs.Length
+
             let mutable awake = true
 
             while awake && k < runs.Length do
@@ -178,7 +194,9 @@ let checkNoBurst (scenario: Scenario) (trace: Trace) =
 
                 for h in hogs do
                     let cpuH = float (r.After[h].RuntimeNs - w.RuntimeNs[h])
-                    let allowed = cpuH * shares[q] / shares[h] + e + e * shares[q] / shares[h] + rounding
+
+                    let allowed =
+                        cpuH * shares[q] / shares[h] + e + e * shares[q] / shares[h] + rounding
 
                     if cpuQ > allowed then
                         failtestf
@@ -203,7 +221,9 @@ let checkLatency (scenario: Scenario) (trace: Trace) (applies: WakeRecord -> boo
     for w in trace.Wakes do
         match scenario.Queues[w.Queue].Latency with
         | LatencyClass.Matters budget when applies w ->
-            let others = scenario.Queues |> Array.indexed |> Array.filter (fun (j, _) -> j <> w.Queue)
+            let others =
+                scenario.Queues |> Array.indexed |> Array.filter (fun (j, _) -> j <> w.Queue)
+
             let task = others |> Array.fold (fun m (_, q) -> max m q.TaskMaxNs) 0L
             let bound = budget + task
 
@@ -234,12 +254,22 @@ let checkLatency (scenario: Scenario) (trace: Trace) (applies: WakeRecord -> boo
 let checkBudgetCutsServeLatency (scenario: Scenario) (trace: Trace) =
     for k in 0 .. trace.Runs.Length - 2 do
         let r = trace.Runs[k]
-        let limit = min (Time.addSaturating r.EvaluatedAtNs scenario.PreemptIntervalNs) r.NextTimerNs
+
+        let limit =
+            min (Time.addSaturating r.EvaluatedAtNs scenario.PreemptIntervalNs) r.NextTimerNs
+
         let stoppedByTimer = r.After[r.Queue].Runnable && r.PreemptAtNs = r.WantedNs
         let next = trace.Runs[k + 1]
 
-        if stoppedByTimer && r.WantedNs < limit && not (LatencyClass.matters scenario.Queues[next.Queue].Latency) then
-            let cut = trace.Runs |> Array.filter (fun r -> r.Tasks = 1 && r.After[r.Queue].Runnable) |> Array.length
+        if
+            stoppedByTimer
+            && r.WantedNs < limit
+            && not (LatencyClass.matters scenario.Queues[next.Queue].Latency)
+        then
+            let cut =
+                trace.Runs
+                |> Array.filter (fun r -> r.Tasks = 1 && r.After[r.Queue].Runnable)
+                |> Array.length
 
             failtestf
                 "run %d of queue %d (%d..%d ns, %d tasks) was cut at %d for a latency budget, but queue %d (%A) ran next; %d of %d runs were a single task cut short"

@@ -11,7 +11,8 @@ open Scipio.Net
 let result =
     Shard.Run(fun () ->
         task {
-            let path = Path.Combine(Path.GetTempPath(), $"scipio-consumer-fs-{Environment.ProcessId}.txt")
+            let path =
+                Path.Combine(Path.GetTempPath(), $"scipio-consumer-fs-{Environment.ProcessId}.txt")
 
             try
                 let! file = BufferedFile.CreateAsync path
@@ -39,10 +40,18 @@ let result =
                 let! _ = server
                 do! client.DisposeAsync()
                 do! listener.DisposeAsync()
-                return $"{Encoding.ASCII.GetString(back, 0, read)} / {Encoding.ASCII.GetString(echoed, 0, got)} / {Shard.Stats.Backend}"
+
+                return
+                    $"{Encoding.ASCII.GetString(back, 0, read)} / {Encoding.ASCII.GetString(echoed, 0, got)} / {Shard.Stats.Backend}"
             finally
                 File.Delete path
         })
 
 printfn "%s" result
-printfn "%s" (if result.StartsWith "round trip / echo / " then "consumer ok" else "consumer FAILED")
+
+printfn
+    "%s"
+    (if result.StartsWith "round trip / echo / " then
+         "consumer ok"
+     else
+         "consumer FAILED")
