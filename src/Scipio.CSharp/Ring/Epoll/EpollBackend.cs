@@ -28,7 +28,9 @@ internal sealed unsafe class EpollBackend : IShardBackend
     private readonly OperationTable _operations;
     private readonly int _epollFd;
     private readonly FileDescriptor _eventFd;
-    private readonly uint* _words; // [0] produced, [1] consumed (PreemptSignal), [2] timer firings
+    // [0] produced (the low half of the 64-bit signal word: PreemptSignal compares it), [1] timer firings (its high
+    // half: see PreemptTimerThread), [2] consumed.
+    private readonly uint* _words;
     private uint _timerSeen;
     private readonly PreemptTimerThread _timer;
     private readonly HelperThreads _helpers;
@@ -72,8 +74,8 @@ internal sealed unsafe class EpollBackend : IShardBackend
             _eventFd = new FileDescriptor(fd);
             int error = EpollCalls.Control(_epollFd, EpollCalls.CtlAdd, fd, EpollCalls.In);
             if (error != 0) throw Errno.ToException(error, "epoll_ctl for the shard's eventfd");
-            PreemptSignal = new PreemptSignal(&_words[0], &_words[1]);
-            _timer = new PreemptTimerThread(shardId, &_words[0], &_words[2]);
+            PreemptSignal = new PreemptSignal(&_words[0], &_words[2]);
+            _timer = new PreemptTimerThread(shardId, (long*)_words);
             _helpers = new HelperThreads(shardId, OnCallDone);
         }
         catch
@@ -242,8 +244,10 @@ internal sealed unsafe class EpollBackend : IShardBackend
     /// the latency ring would; then the shard is woken if it sleeps.</summary>
     private void OnCallDone(BlockingCall call)
     {
+        // The signal before the call is published: once the shard can see the call it may drain, dispose and free
+        // the words, and an increment after that would land in freed memory (another shard's words, perhaps).
+        if (call.LatencySensitive) Interlocked.Increment(ref *(long*)_words);
         _callsDone.Enqueue(call); // a full fence before Wake reads _parked
-        if (call.LatencySensitive) Interlocked.Increment(ref Unsafe.AsRef<int>(&_words[0]));
         Wake();
     }
 
@@ -303,9 +307,11 @@ internal sealed unsafe class EpollBackend : IShardBackend
             // A multishot accept may be waiting again (Backlogged) with connections queued here.
             if (op.UserData == userData && op.State is OperationState.Submitted or OperationState.Backlogged) Deliver(op, res, flags);
         }
-        // Acknowledge NeedPreempt: whatever raised it is reaped, or will be at the next turn.
-        _words[1] = Volatile.Read(ref _words[0]);
-        uint fired = Volatile.Read(ref _words[2]);
+        // Acknowledge NeedPreempt: whatever raised it is reaped, or will be at the next turn. One read of the word
+        // gives the signal and the firings together (see PreemptTimerThread).
+        long word = Volatile.Read(ref *(long*)_words);
+        _words[2] = (uint)word;
+        uint fired = (uint)(word >> 32);
         bool timerFired = fired != _timerSeen;
         _timerSeen = fired;
         return timerFired;
