@@ -1,4 +1,5 @@
-// Consumes the Scipio package from F#: a shard, a file round trip through the ring, a TCP echo on 127.0.0.1.
+// Consumes the Scipio and Scipio.FSharp packages from F#: a shard, a file round trip through the ring, a TCP echo on
+// 127.0.0.1, written in shard { } (with a loop, whose iterations are preemption points).
 open System
 open System.IO
 open System.Net
@@ -10,7 +11,7 @@ open Scipio.Net
 
 let result =
     Shard.Run(fun () ->
-        task {
+        shard {
             let path =
                 Path.Combine(Path.GetTempPath(), $"scipio-consumer-fs-{Environment.ProcessId}.txt")
 
@@ -18,6 +19,11 @@ let result =
                 let! file = BufferedFile.CreateAsync path
                 do! file.WriteAtAsync(ReadOnlyMemory(Encoding.ASCII.GetBytes "round trip"), 0L)
                 let back = Array.zeroCreate<byte> 10
+                let mutable spins = 0
+
+                while spins < 1000 do
+                    spins <- spins + 1
+
                 let! read = file.ReadAtAsync(Memory back, 0L)
                 do! file.DisposeAsync()
                 let listener = TcpListener.Bind(IPEndPoint(IPAddress.Loopback, 0))
