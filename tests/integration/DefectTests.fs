@@ -292,6 +292,7 @@ let private queueDelayExcludesPark =
 /// Defect: a canceled timer stayed in the timer heap, so a lone queue still "had a timer pending" and kept arming
 /// the preemption timer: a lone CPU loop after canceling a 1-hour Sleep was preempted 43–82 times per 100 ms,
 /// for nothing (nobody else could run). The loop runs ~100 ms by its own clock; the assertion is a count.
+/// (It flaked once at 1 on the epoll backend: the slice's timer, armed before the cancel, fired in the loop.)
 let private canceledTimerNoPreemption =
     testCase "after a long Sleep is canceled, a lone CPU loop is not preempted"
     <| fun () ->
@@ -319,7 +320,13 @@ let private canceledTimerNoPreemption =
                 })
 
         Expect.isGreaterThan turns 0L "the loop ran"
-        Expect.equal preemptions 0L "preemptions of a lone queue with no timer, I/O or other queue pending"
+        // The preemption timer armed while the Sleep was pending (one slice from the run's start) is not taken
+        // back on cancel: it may still fire once, in the loop if what came before took less than a slice (a warm
+        // JIT). The defect was the re-arming after that: tens of preemptions.
+        Expect.isLessThanOrEqual
+            preemptions
+            1L
+            "preemptions of a lone queue with no timer, I/O or other queue pending (the one already armed aside)"
 
 // ---- 6 ----------------------------------------------------------------------------------------------------------
 

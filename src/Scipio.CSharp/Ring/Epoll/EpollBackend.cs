@@ -51,6 +51,8 @@ internal sealed unsafe class EpollBackend : IShardBackend
     private long _submitted, _completed;
     private int _inFlight;
     private int _parked, _wakePending;
+    private readonly Lock _wordsGate = new();
+    private bool _wordsFreed;
     private long _wakeups;
 
     /// <summary>The operations waiting for one socket's (or FIFO's) readiness, by direction, in arrival order:
@@ -245,8 +247,11 @@ internal sealed unsafe class EpollBackend : IShardBackend
     private void OnCallDone(BlockingCall call)
     {
         // The signal before the call is published: once the shard can see the call it may drain, dispose and free
-        // the words, and an increment after that would land in freed memory (another shard's words, perhaps).
-        if (call.LatencySensitive) Interlocked.Increment(ref *(long*)_words);
+        // the words. A call still running when Drain stops waiting ends after that: the gate keeps its increment
+        // out of freed memory (another shard's words, perhaps, where it would raise a preemption for nothing).
+        if (call.LatencySensitive)
+            lock (_wordsGate)
+                if (!_wordsFreed) Interlocked.Increment(ref *(long*)_words);
         _callsDone.Enqueue(call); // a full fence before Wake reads _parked
         Wake();
     }
@@ -421,6 +426,7 @@ internal sealed unsafe class EpollBackend : IShardBackend
         _eventFd.Dispose();
         Libc.Close(_epollFd);
         _operations.FreeAll();
+        lock (_wordsGate) _wordsFreed = true;
         Pinning.Free((nint)_words);
     }
 }
