@@ -205,7 +205,8 @@ let private connectionLevel =
 
             expectErr "ERR unknown command 'x  y'" "CR LF in a name cannot break the reply" (c.Call [ "x\r\ny" ])
             Expect.equal (c.Call [ "GET" ]) (Err "ERR wrong number of arguments for 'get' command") "GET without a key"
-            expectErr "ERR wrong number of arguments for 'mset'" "MSET with a key and no value" (c.Call [ "MSET"; "a"; "1"; "b" ])
+            let oddMset = c.Call [ "MSET"; "a"; "1"; "b" ]
+            expectErr "ERR wrong number of arguments for 'mset'" "MSET with a key and no value" oddMset
             expectErr "ERR wrong number of arguments for 'incrby'" "INCRBY with one argument" (c.Call [ "INCRBY"; "a" ])
             expectErr "ERR wrong number of arguments for 'dbsize'" "DBSIZE with an argument" (c.Call [ "DBSIZE"; "x" ])
             Expect.equal (c.Call [ "PING" ]) (Simple "PONG") "errors leave the connection usable"
@@ -278,12 +279,14 @@ let private counters =
             Expect.equal (c.Call [ "GET"; "n" ]) (Bulk "9223372036854775807") "an overflow changes nothing"
             Expect.equal (c.Call [ "SET"; "m"; "-9223372036854775808" ]) (Simple "OK") "the bottom"
             expectErr "ERR increment or decrement would overflow" "below it" (c.Call [ "DECR"; "m" ])
-            expectErr "ERR decrement would overflow" "DECRBY long.MinValue" (c.Call [ "DECRBY"; "x"; "-9223372036854775808" ])
+            let byMin = c.Call [ "DECRBY"; "x"; "-9223372036854775808" ]
+            expectErr "ERR decrement would overflow" "DECRBY long.MinValue" byMin
 
             for bad in [ "abc"; "1.5"; " 1"; "+1"; "01"; "-0"; ""; "99999999999999999999" ] do
                 Expect.equal (c.Call [ "SET"; "s"; bad ]) (Simple "OK") "set a non-integer"
                 expectErr "ERR value is not an integer or out of range" $"INCR of '%s{bad}'" (c.Call [ "INCR"; "s" ])
-                expectErr "ERR value is not an integer or out of range" $"INCRBY by '%s{bad}'" (c.Call [ "INCRBY"; "n"; bad ])
+                let incrBy = c.Call [ "INCRBY"; "n"; bad ]
+                expectErr "ERR value is not an integer or out of range" $"INCRBY by '%s{bad}'" incrBy
 
             Expect.equal (c.Call [ "SET"; "e"; "5"; "EX"; "1000" ]) (Simple "OK") "a counter with a deadline"
             Expect.equal (c.Call [ "INCR"; "e" ]) (Int 6L) "INCR"
@@ -305,8 +308,10 @@ let private multiKey =
                 (Arr((mixed |> List.map (fun k -> Bulk("v-" + k))) @ [ Nil ]))
                 "MGET gathers the values in the order asked, nil for a missing key"
 
-            Expect.equal (c.Call [ "MGET"; a[0]; a[1] ]) (Arr [ Bulk("v-" + a[0]); Bulk("v-" + a[1]) ]) "MGET on one shard"
-            Expect.equal (c.Call [ "EXISTS"; a[0]; b[0]; "missing"; a[0] ]) (Int 3L) "EXISTS counts every key named, twice if named twice"
+            let oneShard = Arr [ Bulk("v-" + a[0]); Bulk("v-" + a[1]) ]
+            Expect.equal (c.Call [ "MGET"; a[0]; a[1] ]) oneShard "MGET on one shard"
+            let exists = c.Call [ "EXISTS"; a[0]; b[0]; "missing"; a[0] ]
+            Expect.equal exists (Int 3L) "EXISTS counts every key named, twice if named twice"
             Expect.equal (c.Call [ "DBSIZE" ]) (Int 6L) "DBSIZE sums the shards"
             Expect.equal (c.Call [ "DEL"; a[0]; b[0]; "missing"; a[0] ]) (Int 2L) "DEL counts the keys it removed"
             Expect.equal (c.Call [ "DEL"; b[1] ]) (Int 1L) "DEL of one key"
@@ -335,12 +340,14 @@ let private expiry =
             Expect.equal (c.Call [ "EXPIRE"; "k"; "200"; "GT" ]) (Int 1L) "GT with a longer one"
             Expect.equal (c.Call [ "EXPIRE"; "k"; "300"; "LT" ]) (Int 0L) "LT with a longer one"
             Expect.equal (c.Call [ "PEXPIRE"; "k"; "150000"; "LT" ]) (Int 1L) "PEXPIRE LT with a shorter one"
-            Expect.isTrue (match c.Call [ "TTL"; "k" ] with Int t -> t > 140L && t <= 150L | _ -> false) "TTL in seconds"
+            let ttl = c.Call [ "TTL"; "k" ]
+            Expect.isTrue (match ttl with Int t -> t > 140L && t <= 150L | _ -> false) $"TTL in seconds: %A{ttl}"
             expectErr "ERR NX and XX, GT or LT options" "NX with GT" (c.Call [ "EXPIRE"; "k"; "1"; "NX"; "GT" ])
             expectErr "ERR GT and LT options" "GT with LT" (c.Call [ "EXPIRE"; "k"; "1"; "GT"; "LT" ])
             expectErr "ERR Unsupported option" "an unknown option" (c.Call [ "EXPIRE"; "k"; "1"; "SOON" ])
             expectErr "ERR value is not an integer" "a non-integer" (c.Call [ "EXPIRE"; "k"; "soon" ])
-            expectErr "ERR invalid expire time in 'expire'" "seconds that overflow" (c.Call [ "EXPIRE"; "k"; "9223372036854775807" ])
+            let tooLong = c.Call [ "EXPIRE"; "k"; "9223372036854775807" ]
+            expectErr "ERR invalid expire time in 'expire'" "seconds that overflow" tooLong
             Expect.equal (c.Call [ "PERSIST"; "k" ]) (Int 1L) "PERSIST removes the deadline"
             Expect.equal (c.Call [ "PERSIST"; "k" ]) (Int 0L) "once"
             Expect.equal (c.Call [ "TTL"; "k" ]) (Int -1L) "no deadline any more"
@@ -361,7 +368,8 @@ let private expiry =
 
             let swept () =
                 let s = stats server
-                s |> Array.forall (fun s -> s.Expiring = 0L) && (s |> Array.sumBy (fun s -> s.ExpiredKeys)) - before >= 10L
+                let expired = s |> Array.sumBy (fun s -> s.ExpiredKeys)
+                s |> Array.forall (fun s -> s.Expiring = 0L) && expired - before >= 10L
 
             Expect.isTrue (SpinWait.SpinUntil(swept, TimeSpan.FromSeconds 10.0)) "both shards removed their keys unread"
             Expect.equal (c.Call [ "DBSIZE" ]) (Int 0L) "and DBSIZE counts none")
@@ -375,7 +383,10 @@ let private infoAndAdmin =
 
             match c.Call [ "INFO" ] with
             | Bulk text ->
-                for needle in [ "# Server"; "# Keyspace"; "db0:keys=3"; "# Shards"; "shard0:cpu=0"; "shard1:cpu=1"; "connected_clients:1" ] do
+                let needles =
+                    [ "# Server"; "# Keyspace"; "db0:keys=3"; "# Shards"; "shard0:cpu=0"; "shard1:cpu=1" ]
+
+                for needle in "connected_clients:1" :: needles do
                     Expect.stringContains text needle $"INFO has %s{needle}"
             | other -> failtestf "INFO: %A" other
 
@@ -414,7 +425,9 @@ let private pipelining =
                       | 1 -> [ "GET"; $"key:%d{i - 1}" ], Bulk $"value:%d{i - 1}"
                       | 2 -> [ "INCR"; "counter" ], Int(int64 (i / 5 + 1))
                       | 3 -> [ "GET"; $"nothing:%d{i}" ], Nil
-                      | _ when i % 100 = 4 -> [ "MGET"; $"key:%d{i - 4}"; "counter" ], Arr [ Bulk $"value:%d{i - 4}"; Bulk $"%d{i / 5 + 1}" ]
+                      | _ when i % 100 = 4 ->
+                          [ "MGET"; $"key:%d{i - 4}"; "counter" ],
+                          Arr [ Bulk $"value:%d{i - 4}"; Bulk $"%d{i / 5 + 1}" ]
                       | _ -> [ "EXISTS"; $"key:%d{i - 4}"; $"key:%d{i - 9}" ], Int(if i < 9 then 1L else 2L) ]
                 |> List.unzip
 
@@ -427,7 +440,8 @@ let private pipelining =
                     failtestf "reply %d to %A: expected %A, got %A" i commands[i] want got
 
             let perShard = stats server
-            Expect.isGreaterThan (perShard |> Array.sumBy (fun s -> s.Forwarded)) 0L "some commands ran on the other shard"
+            let forwarded = perShard |> Array.sumBy (fun s -> s.Forwarded)
+            Expect.isGreaterThan forwarded 0L "some commands ran on the other shard"
             Expect.isTrue (perShard |> Array.forall (fun s -> s.Keys > 0L)) "both shards own keys")
     }
 
@@ -451,15 +465,17 @@ let private eachShard =
 
             let perShard = stats server
             Expect.equal (perShard |> Array.map (fun s -> s.Keys)) [| 100L; 100L |] "each shard owns its 100 keys"
-            Expect.isGreaterThan (perShard |> Array.sumBy (fun s -> s.RemoteOperations)) 0L "commands ran for the other shard's connections"
-            Expect.equal (perShard |> Array.sumBy (fun s -> s.Connections)) clients.Length "every connection is counted once"
+            let remote = perShard |> Array.sumBy (fun s -> s.RemoteOperations)
+            Expect.isGreaterThan remote 0L "commands ran for the other shard's connections"
+            let connections = perShard |> Array.sumBy (fun s -> s.Connections)
+            Expect.equal connections clients.Length "every connection is counted once"
 
             for c in clients do
                 (c :> IDisposable).Dispose())
     }
 
 let private malformed =
-    test "malformed frames: -ERR Protocol error after the replies before it, then the connection closes; the server goes on" {
+    test "malformed frames: -ERR Protocol error after the replies before it, then the close; the server goes on" {
         withServer (fun server ->
             let cases =
                 [ "*abc\r\n", "invalid multibulk length"
@@ -541,7 +557,12 @@ let private manyClients =
 
             let tasks =
                 [| for id in 1..clients ->
-                       Task.Factory.StartNew(run id, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default) |]
+                       Task.Factory.StartNew(
+                           run id,
+                           CancellationToken.None,
+                           TaskCreationOptions.LongRunning,
+                           TaskScheduler.Default
+                       ) |]
 
             let results = Task.WhenAll tasks |> awaitBounded "200 clients" (TimeSpan.FromSeconds 120.0)
             Expect.isTrue (Array.forall id results) "every client read its own writes"
@@ -561,7 +582,8 @@ let private limits =
                 expectErr "ERR Protocol error: invalid bulk length" "a 512 MiB + 1 bulk" (c.Read())
                 Expect.isTrue (c.AtEnd()) "closed"
 
-                // One within proto-max-bulk-len that the query buffer (1 MiB here) cannot hold: refused from its header.
+                // One within proto-max-bulk-len that the query buffer (1 MiB here) cannot hold: refused from its
+                // header.
                 use c = new Client(server.Port)
                 c.Send(latin1.GetBytes "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\nxxxx")
                 expectErr "ERR Protocol error: query buffer limit" "a 10 MB bulk with a 1 MiB limit" (c.Read())
@@ -605,7 +627,8 @@ let private limits =
                 Expect.isLessThan sent (512L <<< 20) "the server closed the connection before taking it all"
 
                 let peak = stats server |> Array.map (fun s -> s.PeakQueryBuffer) |> Array.max
-                Expect.isLessThanOrEqual peak (1L <<< 20) $"no connection's buffer passed the 1 MiB limit (peak %d{peak} B)"
+                let limit = 1L <<< 20
+                Expect.isLessThanOrEqual peak limit $"no connection's buffer passed the 1 MiB limit (peak %d{peak} B)"
                 use after = new Client(server.Port)
                 Expect.equal (after.Call [ "PING" ]) (Simple "PONG") "the server still serves")
     }
@@ -623,7 +646,13 @@ let private redisCli =
             withServer (fun server ->
                 let run (input: string option) (args: string) =
                     let info =
-                        ProcessStartInfo(cli, $"-p %d{server.Port} %s{args}", RedirectStandardOutput = true, RedirectStandardInput = input.IsSome, UseShellExecute = false)
+                        ProcessStartInfo(
+                            cli,
+                            $"-p %d{server.Port} %s{args}",
+                            RedirectStandardOutput = true,
+                            RedirectStandardInput = input.IsSome,
+                            UseShellExecute = false
+                        )
 
                     use p = Process.Start info |> nonNull
 
@@ -686,7 +715,10 @@ let private allocations =
                 let keys = [| for i in 0..1007 -> $"key:%012d{i}" |]
                 let setBytes = keys |> Array.map (fun k -> encode [ "SET"; k; value ])
                 let getBytes = keys |> Array.map (fun k -> encode [ "GET"; k ])
-                let pipelined = Array.init 63 (fun i -> Array.concat [ for k in i * 16 .. i * 16 + 15 -> if k % 2 = 0 then setBytes[k] else getBytes[k] ])
+                let pipelined =
+                    Array.init 63 (fun i ->
+                        Array.concat
+                            [ for k in i * 16 .. i * 16 + 15 -> if k % 2 = 0 then setBytes[k] else getBytes[k] ])
 
                 // One round: 1,000 SETs and 1,000 GETs one at a time, then 1,008 of each in pipelines of 16.
                 let round () =
@@ -719,8 +751,19 @@ let private allocations =
                     ops <- ops + round ()
                 let s2 = shard0 ()
                 let traffic = s2.AllocatedBytes - s1.AllocatedBytes - idle
-                printfn "KeyValue allocations: %d B on the shard over %d GET/SET (%.3f B each; snapshot %d B)" traffic ops (float traffic / float ops) idle
+                let each = float traffic / float ops
+                printfn
+                    "KeyValue allocations: %d B on the shard over %d GET/SET (%.3f B each; snapshot %d B)"
+                    traffic
+                    ops
+                    each
+                    idle
                 Expect.equal (s2.Commands - s1.Commands) (int64 ops) "every command was counted"
+
+                match c.Call [ "INFO"; "shards" ] with
+                | Bulk text -> Expect.stringContains text "shard0:cpu=0,keys=1004" "INFO on a one-shard server (1,000 keys, and 4 more set in pipelines)"
+                | other -> failtestf "INFO: %A" other
+
                 Expect.equal traffic 0L $"the shard allocated %d{traffic} B over %d{ops} GET/SET in steady state")
     }
 
@@ -754,7 +797,11 @@ let private crossShardAllocations =
             run 1000
             let s2 = snapshot ()
             let perBatch = float (s2.AllocatedBytes - s1.AllocatedBytes - idle) / 1000.0
-            printfn "KeyValue cross-shard: %.0f B per batch of 16 GETs forwarded to the other shard (%.1f B per GET)" perBatch (perBatch / 16.0)
+            let perGet = perBatch / 16.0
+            printfn
+                "KeyValue cross-shard: %.0f B per batch of 16 GETs forwarded to the other shard (%.1f B per GET)"
+                perBatch
+                perGet
             Expect.equal (s2.Forwarded - s1.Forwarded) 16000L "every GET was forwarded")
     }
 
