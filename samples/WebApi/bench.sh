@@ -87,10 +87,12 @@ EOF
 CSV=$OUT/webapi-$(date +%Y%m%d-%H%M%S).csv
 echo "rep,transport,test,connections,rps,p99_ms" > "$CSV"
 
-# Runs wrk (pinned); prints "rps p99_ms". Extra arguments go to wrk.
-run_wrk() { # $1 seconds, $2 connections, $3 path, then wrk extras
-  local secs=$1 conns=$2 path=$3; shift 3
-  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$PORT$path" 2>&1 |
+# Runs wrk (pinned); prints "rps p99_ms". A fourth argument, the pipelining depth, runs it through the Lua script.
+run_wrk() { # $1 seconds, $2 connections, $3 path, [$4 depth]
+  local secs=$1 conns=$2 path=$3 script=()
+  [[ -n ${4:-} ]] && script=(-s "$LUA" "http://127.0.0.1:$PORT$path" -- "$4")
+  [[ -z ${4:-} ]] && script=("http://127.0.0.1:$PORT$path")
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${secs}s" --latency "${script[@]}" 2>&1 |
     awk '
       /Requests\/sec:/ { rps = $2 }
       /^ +99%/ { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -123,7 +125,7 @@ for rep in $(seq "$REPS"); do
     run_wrk "$WARMUP" 256 /json > /dev/null
     for t in "${TESTS[@]}"; do
       read -r name conns <<< "$t"
-      if [[ $name == pipelined ]]; then result=$(run_wrk "$SECS" "$conns" /plaintext -s "$LUA" -- 16)
+      if [[ $name == pipelined ]]; then result=$(run_wrk "$SECS" "$conns" /plaintext 16)
       else result=$(run_wrk "$SECS" "$conns" "/$name"); fi
       read -r rps p99 <<< "$result"
       log "rep $rep $transport $name c$conns: $rps req/s, p99 $p99 ms"
