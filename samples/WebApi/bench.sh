@@ -11,7 +11,8 @@
 # connections, and /plaintext pipelined 16 deep (a wrk Lua script) at 256. Each server is started fresh for each
 # repetition, warmed up, then measured; the order of the transports alternates between repetitions. Figures are
 # medians over REPS: requests/s and wrk's p99 latency, with the ratio Scipio / Sockets (for p99, lower is better).
-# Every wrk run holds /tmp/scipio-bench.lock (flock), so benchmarks of other sessions on this machine never overlap.
+# Each server's run (start, warm-up, the five tests, stop) holds /tmp/scipio-bench.lock (flock), so benchmarks of
+# other sessions on this machine never overlap with it.
 #
 # Environment (defaults in brackets): REPS [3]  SECS [10]  WARMUP [5]  SERVER_CPU [0]  CLIENT_CPU [1]  PORT [5290]
 #   OUT [/tmp/scipio-webapi-bench]  SKIP_BUILD=1 (use the sample as built)  LOCK [/tmp/scipio-bench.lock]
@@ -86,10 +87,12 @@ EOF
 CSV=$OUT/webapi-$(date +%Y%m%d-%H%M%S).csv
 echo "rep,transport,test,connections,rps,p99_ms" > "$CSV"
 
-# Runs wrk (pinned, under the lock); prints "rps p99_ms". Extra arguments go to wrk.
-run_wrk() { # $1 seconds, $2 connections, $3 path, then wrk extras
-  local secs=$1 conns=$2 path=$3; shift 3
-  flock "$LOCK" taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$PORT$path" 2>&1 |
+# Runs wrk (pinned); prints "rps p99_ms". A fourth argument, the pipelining depth, runs it through the Lua script.
+run_wrk() { # $1 seconds, $2 connections, $3 path, [$4 depth]
+  local secs=$1 conns=$2 path=$3 script=()
+  [[ -n ${4:-} ]] && script=(-s "$LUA" "http://127.0.0.1:$PORT$path" -- "$4")
+  [[ -z ${4:-} ]] && script=("http://127.0.0.1:$PORT$path")
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${secs}s" --latency "${script[@]}" 2>&1 |
     awk '
       /Requests\/sec:/ { rps = $2 }
       /^ +99%/ { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -98,7 +101,7 @@ run_wrk() { # $1 seconds, $2 connections, $3 path, then wrk extras
 }
 
 start_server() { # $1 transport; waits until it answers
-  taskset -c "$SERVER_CPU" dotnet "$DLL" --urls "http://127.0.0.1:$PORT" --shards 1 --transport "$1" > "$OUT/server-$1.log" 2>&1 &
+  taskset -c "$SERVER_CPU" dotnet "$DLL" --urls "http://127.0.0.1:$PORT" --shards 1 --transport "$1" > "$OUT/server-$1.log" 2>&1 9>&- &
   SERVER=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$PORT/plaintext" > /dev/null && return 0
@@ -115,18 +118,21 @@ log "server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; $REPS repetition(s) x ${
 for rep in $(seq "$REPS"); do
   order="scipio sockets"; (( rep % 2 == 0 )) && order="sockets scipio"
   for transport in $order; do
+    exec 9> "$LOCK"
+    flock 9 # wait for other sessions' benchmarks; held for this server's whole run
     start_server "$transport" || exit 1
     run_wrk "$WARMUP" 256 /plaintext > /dev/null
     run_wrk "$WARMUP" 256 /json > /dev/null
     for t in "${TESTS[@]}"; do
       read -r name conns <<< "$t"
-      if [[ $name == pipelined ]]; then result=$(run_wrk "$SECS" "$conns" /plaintext -s "$LUA" -- 16)
+      if [[ $name == pipelined ]]; then result=$(run_wrk "$SECS" "$conns" /plaintext 16)
       else result=$(run_wrk "$SECS" "$conns" "/$name"); fi
       read -r rps p99 <<< "$result"
       log "rep $rep $transport $name c$conns: $rps req/s, p99 $p99 ms"
       echo "$rep,$transport,$name,$conns,$rps,$p99" >> "$CSV"
     done
     stop_server
+    exec 9>&- # let other sessions in between servers
   done
 done
 echo

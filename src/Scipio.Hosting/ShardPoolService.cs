@@ -5,7 +5,7 @@ namespace Scipio.Hosting;
 
 /// <summary>Starts the host's <see cref="ShardPool"/> before any hosted service starts (the web server among them),
 /// and stops it after every hosted service has stopped — so the server drains its connections on running shards —
-/// within the host's shutdown timeout.</summary>
+/// within the host's shutdown timeout (<see cref="ShardPool.DisposeAsync(CancellationToken)"/>).</summary>
 internal sealed partial class ShardPoolService(ShardPoolHolder holder, ILogger<ShardPoolService> logger) : IHostedLifecycleService
 {
     public Task StartingAsync(CancellationToken cancellationToken)
@@ -23,24 +23,19 @@ internal sealed partial class ShardPoolService(ShardPoolHolder holder, ILogger<S
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    /// <summary>Disposes the pool (it lets submitted work finish, then joins its shards); gives up waiting when the
-    /// host's shutdown timeout cancels <paramref name="cancellationToken"/>.</summary>
+    /// <summary>Disposes the pool: it lets submitted work finish, then joins its shards; when the host's shutdown
+    /// timeout cancels <paramref name="cancellationToken"/> first, the shards stop anyway and the work still running
+    /// is abandoned (its Tasks end canceled).</summary>
     public async Task StoppedAsync(CancellationToken cancellationToken)
     {
         if (!holder.IsStarted) return;
-        try
-        {
-            await holder.Pool.DisposeAsync().AsTask().WaitAsync(cancellationToken);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            DidNotDrain(logger);
-        }
+        await holder.Pool.DisposeAsync(cancellationToken);
+        if (cancellationToken.IsCancellationRequested) DidNotDrain(logger);
     }
 
     [LoggerMessage(1, LogLevel.Information, "Scipio: {Shards} shard(s) on CPUs {Cpus}.")]
     private static partial void Started(ILogger logger, int shards, string cpus);
 
-    [LoggerMessage(2, LogLevel.Warning, "Scipio: the shard pool did not drain within the host's shutdown timeout; its shards stop when the work they run ends.")]
+    [LoggerMessage(2, LogLevel.Warning, "Scipio: the shard pool's work did not finish within the host's shutdown timeout; the shards stopped and abandoned it.")]
     private static partial void DidNotDrain(ILogger logger);
 }

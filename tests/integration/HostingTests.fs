@@ -561,6 +561,52 @@ let private poolWithHost =
         Expect.isSome late "stopped with the host"
     }
 
+let private shutdownTimeout =
+    test "AddScipio on a plain host: the shutdown timeout bounds the pool's drain; work still running ends canceled" {
+        let builder = Host.CreateApplicationBuilder()
+        builder.Logging.ClearProviders() |> ignore
+
+        builder.Services.Configure<HostOptions>(fun (o: HostOptions) ->
+            o.ShutdownTimeout <- TimeSpan.FromMilliseconds 200.0)
+        |> ignore
+
+        builder.Services.AddScipio(fun o ->
+            o.Shards <- 2
+            o.Placement <- PoolPlacement.MaxSpread [ 0; 1 ])
+        |> ignore
+
+        let host = builder.Build()
+        task { do! host.StartAsync() } |> awaitBounded "starting the host" shardTimeout
+        let pool = host.Services.GetRequiredService<ShardPool>()
+
+        let started =
+            TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+
+        let stuck =
+            pool.SubmitTo(
+                0,
+                fun () ->
+                    task {
+                        started.TrySetResult() |> ignore
+                        do! Shard.Sleep Timeout.InfiniteTimeSpan
+                        return 0
+                    }
+            )
+
+        task { do! started.Task } |> awaitBounded "the stuck work's start" shardTimeout
+
+        task { do! host.StopAsync() }
+        |> awaitBounded "the host's stop, past its shutdown timeout" shardTimeout
+
+        let e = thrownBy (fun () -> awaitBounded "the stuck work" shardTimeout stuck)
+
+        expectExn<TaskCanceledException> "the work still running when the shards stopped" e
+        |> ignore
+
+        task { do! (host :?> IAsyncDisposable).DisposeAsync() }
+        |> awaitBounded "disposing the host" shardTimeout
+    }
+
 let tests =
     testSequenced
     <| testList
@@ -575,4 +621,5 @@ let tests =
             https
             ipv6AndUnix
             poolWithHost
+            shutdownTimeout
         ]

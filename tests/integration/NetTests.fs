@@ -784,6 +784,65 @@ let private bufferRingRunsDry =
         Expect.isGreaterThan fallbacks 0L "the buffer ring ran dry and some reads went into the caller's memory"
     }
 
+let private disposeWithAcceptedPending =
+    test "disposing a listener ends the connections the kernel accepted that nobody took: their clients do not hang" {
+        let count = 20
+
+        let ready =
+            TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously)
+
+        let connected =
+            TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+
+        let server =
+            Shard.Start(fun () ->
+                task {
+                    let listener = TcpListener.Bind loopback4
+                    ready.SetResult listener.LocalEndPoint.Port
+                    // One accept arms the multishot accept; the clients below are then accepted by the kernel with
+                    // nobody waiting (their CQEs are kept), or still wait in the backlog when the listener closes.
+                    let! first = listener.AcceptAsync()
+                    do! connected.Task
+
+                    for _ in 1..10 do
+                        do! Shard.Yield()
+
+                    do! listener.DisposeAsync()
+                    do! first.DisposeAsync()
+                    return 0
+                })
+
+        let port = ready.Task |> awaitBounded "the listener" shardTimeout
+
+        let clients =
+            [
+                for _ in 0..count ->
+                    let s =
+                        new Socket(
+                            SocketType.Stream,
+                            ProtocolType.Tcp,
+                            ReceiveTimeout = int shardTimeout.TotalMilliseconds
+                        )
+
+                    s.Connect(IPEndPoint(IPAddress.Loopback, port))
+                    s
+            ]
+
+        connected.SetResult()
+        server.Completion |> awaitBounded "the server" shardTimeout |> ignore
+
+        for s in clients do
+            // 0 (the end of the stream) or a reset: either way not a wait for the receive timeout.
+            let ended =
+                try
+                    s.Receive(Array.zeroCreate<byte> 1) = 0
+                with :? SocketException as e ->
+                    e.SocketErrorCode = SocketError.ConnectionReset
+
+            s.Dispose()
+            Expect.isTrue ended "the client's connection ended when the listener was disposed"
+    }
+
 let private abortResets =
     test "AbortAsync closes with a reset: the peer's read throws ConnectionReset; unsent data is dropped" {
         let thrown =
@@ -999,6 +1058,7 @@ let tests =
             zeroAllocEcho
             twoShardPool
             bufferRingRunsDry
+            disposeWithAcceptedPending
             abortResets
             unixDuplicate
             dualMode

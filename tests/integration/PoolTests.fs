@@ -212,6 +212,37 @@ let tests =
                 |> ignore
             }
 
+            test
+                "DisposeAsync(ct): once the token is canceled the shards stop, and submitted work still running ends canceled" {
+                let pool = twoShards ()
+
+                let started =
+                    TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+
+                let stuck =
+                    pool.SubmitTo(
+                        1,
+                        fun () ->
+                            task {
+                                started.TrySetResult() |> ignore
+                                return! forever ()
+                            }
+                    )
+
+                awaitDone "the stuck call's start" started.Task
+                use giveUp = new CancellationTokenSource()
+                let disposing = pool.DisposeAsync(giveUp.Token).AsTask()
+                Expect.isFalse disposing.IsCompleted "it waits for the submitted work while the token is not canceled"
+                giveUp.Cancel()
+                awaitDone "the disposal after the cancel" disposing
+                let e = thrownBy (fun () -> awaitBounded "the stuck call" shardTimeout stuck)
+
+                expectExn<TaskCanceledException> "submitted work still running when the shards stopped ends canceled" e
+                |> ignore
+
+                dispose pool // again: nothing
+            }
+
             test "a fault in one shard's loop stops the pool: pending calls and DisposeAsync end with it" {
                 let pool = twoShards ()
                 let pending = pool.SubmitTo(0, Func<Task<int>> forever)

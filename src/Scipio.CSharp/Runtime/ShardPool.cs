@@ -9,7 +9,7 @@ namespace Scipio;
 /// pool, <see cref="Shard.Id"/> is the shard's index, 0 to <see cref="Count"/> − 1, and <see cref="Shard.Pool"/> is
 /// the pool.</summary>
 /// <remarks>A fault in a shard's loop (an exception thrown out of a callback posted to a task queue) stops the whole
-/// pool: pending calls end with that exception, and <see cref="DisposeAsync"/> rethrows it. Nothing hangs.</remarks>
+/// pool: pending calls end with that exception, and <see cref="DisposeAsync()"/> rethrows it. Nothing hangs.</remarks>
 public sealed class ShardPool : IAsyncDisposable
 {
     private static int s_nextPool;
@@ -205,13 +205,23 @@ public sealed class ShardPool : IAsyncDisposable
     /// <remarks>Work that submitted calls spawned and did not await is abandoned when the shards stop: its Tasks end
     /// canceled. Calling it on a shard of the pool would wait for that shard: it throws
     /// <see cref="InvalidOperationException"/>.</remarks>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => DisposeAsync(CancellationToken.None);
+
+    /// <summary>As <see cref="DisposeAsync()"/>, with a limit on the wait for submitted work: once
+    /// <paramref name="cancellationToken"/> is canceled the shards stop at their next loop turn whatever is still
+    /// running, and that work is abandoned — its Tasks end canceled, as those of work the shards spawned do. For a
+    /// host's shutdown timeout.</summary>
+    /// <remarks>A shard blocked in a synchronous call never reaches its next loop turn: this waits for it. Canceling
+    /// does not make the call throw; it returns once the shards have stopped.</remarks>
+    /// <exception cref="InvalidOperationException">Called on a shard of this pool.</exception>
+    public async ValueTask DisposeAsync(CancellationToken cancellationToken)
     {
         if (ShardExecutor.Current?.Pool == this)
             throw new InvalidOperationException("A shard pool cannot be disposed from one of its own shards: it would wait for itself. Dispose it from the code that started it.");
         // The disposing flag and the count of calls are each written before the other is read (full fences), so
         // either this thread or the last call's end sees both and stops the shards (twice is harmless).
         if (Interlocked.Exchange(ref _disposing, 1) == 0 && Volatile.Read(ref _outstanding) == 0) StopShards();
+        using var giveUp = cancellationToken.UnsafeRegister(static pool => ((ShardPool)pool!).StopShards(), this);
         try
         {
             await _stopped.Task.ConfigureAwait(false);

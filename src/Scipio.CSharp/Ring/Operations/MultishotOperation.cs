@@ -28,6 +28,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
     private IMultishotListener? _listener; // takes each CQE as it arrives, before any reader
     private unsafe KernelTimespec* _timespec; // a timeout's interval: the kernel reads it when the SQE is submitted
     private ProvidedBufferRing? _buffers; // a receive's buffer ring: a CQE dropped unread gives its buffer back
+    private bool _accepts; // an accept: a CQE dropped unread holds a connection's descriptor, which is closed
     private MultishotCqe[] _pending = new MultishotCqe[8];
     private int _head, _count;
     private bool _rearm, _ended, _disposed;
@@ -52,6 +53,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
     public void PrepareAccept(int fd)
     {
         SetSocketErrors();
+        _accepts = true;
         SqeWriter.AcceptMultishot(ref Sqe, fd, SocketCalls.SockCloexec);
     }
 
@@ -135,10 +137,13 @@ internal sealed unsafe class MultishotOperation : IoOperation
         else Owner.RequestCancel(this, Version);
     }
 
-    /// <summary>A CQE nobody will read: its provided buffer, if it holds one, goes back to the kernel.</summary>
+    /// <summary>A CQE nobody will read: its provided buffer, if it holds one, goes back to the kernel; a connection
+    /// the kernel accepted for a listener that is gone is closed (its client sees the connection end instead of
+    /// waiting on it forever, as for one still in the backlog when a listening socket closes).</summary>
     private void Drop(MultishotCqe cqe)
     {
         if (_buffers is { } buffers && ProvidedBufferRing.BufferOf(cqe.Flags) is int id and >= 0) buffers.Recycle((ushort)id);
+        if (_accepts && cqe.Result >= 0) Libc.Close(cqe.Result);
     }
 
     private void Deliver(MultishotCqe cqe)
@@ -171,7 +176,7 @@ internal sealed unsafe class MultishotOperation : IoOperation
         base.Reset();
         Class = OpClass.Lingering;
         _head = _count = 0;
-        _rearm = _ended = _disposed = false;
+        _rearm = _ended = _disposed = _accepts = false;
         _buffers = null;
         _listener = null;
     }
