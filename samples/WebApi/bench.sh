@@ -45,7 +45,8 @@ report() {
     }
     NR > 1 && $5 != "" {
       key = $3 " " $4; if (!(key in seen)) { seen[key] = 1; order[++tests] = key }
-      k = key SUBSEP $2; cnt[k "r"]++; val[k "r", cnt[k "r"]] = $5; cnt[k "p"]++; val[k "p", cnt[k "p"]] = $6
+      k = key SUBSEP $2; cnt[k "r"]++; val[k "r", cnt[k "r"]] = $5
+      if ($6 + 0 > 0) { cnt[k "p"]++; val[k "p", cnt[k "p"]] = $6 }
       if ($1 > reps) reps = $1
     }
     END {
@@ -56,7 +57,10 @@ report() {
         sr = median(order[i] SUBSEP "scipio" "r"); kr = median(order[i] SUBSEP "sockets" "r")
         sp = median(order[i] SUBSEP "scipio" "p"); kp = median(order[i] SUBSEP "sockets" "p")
         name = f[1] == "pipelined" ? "plaintext, pipelined 16 deep" : "/" f[1]
-        printf "| %s | %s | %.0f | %.0f | %.2f× | %.2f ms | %.2f ms | %.2f× |\n", name, f[2], sr, kr, (kr ? sr / kr : 0), sp, kp, (kp ? sp / kp : 0)
+        # wrk reports no percentile above the median for some pipelined runs (it prints 0.00us): shown as n/a.
+        ps = sp > 0 ? sprintf("%.2f ms", sp) : "n/a"; pk = kp > 0 ? sprintf("%.2f ms", kp) : "n/a"
+        pr = (sp > 0 && kp > 0) ? sprintf("%.2f×", sp / kp) : "n/a"
+        printf "| %s | %s | %.0f | %.0f | %.2f× | %s | %s | %s |\n", name, f[2], sr, kr, (kr ? sr / kr : 0), ps, pk, pr
       }
       printf "\nMedians of %d repetition(s).\n", reps
     }' "$1"

@@ -41,6 +41,7 @@ let tests =
             DiskSchedulerTests.tests
             DiskModelTests.tests
             PublicApiTests.tests
+            XmlDocTests.tests
             KeyValueTests.tests
             ShardBuilderTests.tests
             SimulationMatchTests.tests

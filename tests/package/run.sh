@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Consumes the packages as a user would: packs every package of the solution into a temporary feed, then builds and
 # runs a fresh C# console app and a fresh F# one that reference them from that feed only (plus nuget.org for what
-# they depend on, such as FSharp.Core): a shard, a file round trip, a TCP echo. This is what proves "one package,
-# no native dependency". Prints "package: ok" and exits 0, or says what failed and exits 1.
+# they depend on, such as FSharp.Core): a shard, a file round trip, a TCP echo; and a fresh ASP.NET Core app on
+# Scipio.Hosting (UseScipio) answering one request on a shard. This is what proves "one package, no native
+# dependency". Prints "package: ok" and exits 0, or says what failed and exits 1.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/tests/package"
@@ -36,7 +37,7 @@ cat >"$work/nuget.config" <<XML
 </configuration>
 XML
 
-for app in csharp fsharp; do
+for app in csharp fsharp web; do
   dir="$work/$app"
   mkdir -p "$dir"
   cp "$here/$app"/* "$dir/"
