@@ -24,9 +24,6 @@ let private root () =
 
 let private docs () = Path.Combine(root (), "docs")
 
-/// Pages other branches are writing: the index links them before they arrive.
-let private pagesOnTheirWay = set [ "aspnetcore.md"; "fsharp.md" ]
-
 /// Lines without trailing whitespace and without the indentation they all share; blank lines at either end dropped.
 let private normalize (lines: string seq) =
     let trimmed = lines |> Seq.map (fun l -> l.TrimEnd()) |> Array.ofSeq
@@ -105,6 +102,32 @@ let private regions () =
                 match current with
                 | Some(name, s) -> failtest $"{relative}:{s + 1}: region '{name}' is not ended by '// </snippet>'"
                 | None -> ()
+    ]
+
+/// The samples' source files, each whole as one region: the build compiles them (and the README shows them), so a
+/// page may show a window of one — the F# pages do, and the ASP.NET Core page shows the web sample.
+let private sampleFiles (extension: string) =
+    let samples = Path.Combine(root (), "samples")
+
+    [
+        for file in Directory.EnumerateFiles(samples, "*" + extension, SearchOption.AllDirectories) do
+            let relative = Path.GetRelativePath(root (), file)
+            let parts = relative.Split(Path.DirectorySeparatorChar)
+
+            if not (Array.contains "bin" parts || Array.contains "obj" parts) then
+                let lines = File.ReadAllLines file
+
+                yield
+                    {
+                        File = relative
+                        Name = relative
+                        Lines = normalize lines
+                        Usings =
+                            lines
+                            |> Array.filter (fun l -> l = l.TrimStart() && isUsingDirective l)
+                            |> Array.map (fun l -> l.Trim())
+                            |> Set.ofArray
+                    }
     ]
 
 type private Block =
@@ -186,15 +209,22 @@ let private csharpBlocks () =
                     yield block
     ]
 
-/// One test per page: its csharp blocks are compiled code.
+/// One test per page: its csharp and fsharp blocks are compiled code.
 let private pageTest (page: string) =
-    test $"every csharp block of docs/{Path.GetFileName page} is code of docs/snippets, which the build compiles" {
-        let all = regions ()
+    test $"every csharp and fsharp block of docs/{Path.GetFileName page} is code the build compiles" {
+        let csharp = regions () @ sampleFiles ".cs"
+        let fsharp = sampleFiles ".fs"
+
+        let compiled (block: Block) =
+            match block.Language with
+            | "csharp" -> (compiledBy csharp block).IsSome
+            | "fsharp" -> fsharp |> List.exists (fun r -> containsAt r.Lines block.Lines)
+            | _ -> true
 
         let wrong =
             [
                 for block in blocksOf page do
-                    if block.Language = "csharp" && (compiledBy all block).IsNone then
+                    if not (compiled block) then
                         let first =
                             block.Lines
                             |> Array.tryFind (fun l -> l <> "" && not (isUsingDirective l))
@@ -207,9 +237,10 @@ let private pageTest (page: string) =
             let lines = String.Join("\n", wrong)
 
             failtest (
-                $"docs/{Path.GetFileName page}: these csharp blocks are not the text of a region "
-                + "`// <snippet:name>` … `// </snippet>` of docs/snippets/*.cs (a block that opens with usings: "
-                + $"of a file with exactly those usings). Copy the block into a region, or the region into the page:\n{lines}"
+                $"docs/{Path.GetFileName page}: these blocks are not compiled code. A csharp block is the text of a "
+                + "region `// <snippet:name>` … `// </snippet>` of docs/snippets/*.cs (a block that opens with usings: "
+                + "of a file with exactly those usings) or lines of a samples/ .cs file; an fsharp block is lines of "
+                + $"a samples/ .fs file. Copy the block into one, or the code into the page:\n{lines}"
             )
     }
 
@@ -221,16 +252,18 @@ let tests =
                 yield pageTest page
 
             yield
-                test "C# blocks are marked csharp, the language the check reads" {
+                test "C# and F# blocks are marked csharp and fsharp, the languages the check reads" {
                     for page in pages () do
                         for block in blocksOf page do
-                            if
-                                List.contains
-                                    (block.Language.ToLowerInvariant())
-                                    [ "cs"; "c#"; "c-sharp"; "csharp-interactive" ]
-                            then
+                            let language = block.Language.ToLowerInvariant()
+
+                            if List.contains language [ "cs"; "c#"; "c-sharp"; "csharp-interactive" ] then
                                 failtest
                                     $"{block.Page}:{block.Line}: mark C# blocks ```csharp, so that they are checked"
+
+                            if List.contains language [ "fs"; "f#"; "f-sharp"; "fsx" ] then
+                                failtest
+                                    $"{block.Page}:{block.Line}: mark F# blocks ```fsharp, so that they are checked"
                 }
 
             yield
@@ -266,13 +299,7 @@ let tests =
                             if not (Regex.IsMatch(target, "^[a-z]+:")) then
                                 let full = Path.GetFullPath(Path.Combine(docs (), target))
 
-                                if
-                                    not (
-                                        File.Exists full
-                                        || Directory.Exists full
-                                        || pagesOnTheirWay.Contains(nonNull (Path.GetFileName full))
-                                    )
-                                then
+                                if not (File.Exists full || Directory.Exists full) then
                                     failtest $"{Path.GetFileName page}: the link to {target} leads nowhere"
 
                     let index = File.ReadAllText(Path.Combine(docs (), "README.md"))
@@ -280,8 +307,6 @@ let tests =
                     for name in names |> Set.remove "README.md" do
                         Expect.stringContains index $"]({name})" $"docs/README.md links {name}"
 
-                    for name in pagesOnTheirWay do
-                        Expect.stringContains index $"]({name})" $"docs/README.md links {name}"
 
                     let readme = File.ReadAllText(Path.Combine(root (), "README.md"))
                     Expect.stringContains readme "](docs/README.md)" "the README links the documentation's index"
