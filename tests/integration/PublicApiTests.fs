@@ -12,7 +12,8 @@ open System.IO
 open System.Reflection
 open Expecto
 
-let private flags =
+/// The public members, instance and static, that a type declares itself (inherited ones are its base type's).
+let flags =
     BindingFlags.Public
     ||| BindingFlags.Instance
     ||| BindingFlags.Static

@@ -13,12 +13,6 @@ open System.Runtime.CompilerServices
 open System.Xml.Linq
 open Expecto
 
-let private flags =
-    BindingFlags.Public
-    ||| BindingFlags.Instance
-    ||| BindingFlags.Static
-    ||| BindingFlags.DeclaredOnly
-
 /// A type's name as documentation IDs write it: namespace, nesting with dots, generic arity kept (List`1).
 let private docTypeName (t: Type) =
     (if isNull t.FullName then t.Name else t.FullName).Replace('+', '.')
@@ -88,7 +82,7 @@ let private wanted (assembly: Assembly) =
                 elif not (typeof<Delegate>.IsAssignableFrom t) then
                     // A constructor with no parameters that nobody wrote (a class without one) has nothing to say;
                     // an F# type's constructor is its declaration's, documented with the type.
-                    for c in t.GetConstructors flags do
+                    for c in t.GetConstructors PublicApiTests.flags do
                         if
                             c.IsPublic
                             && c.GetParameters().Length > 0
@@ -97,7 +91,7 @@ let private wanted (assembly: Assembly) =
                         then
                             yield $"M:{tn}.#ctor"
 
-                    for m in t.GetMethods flags do
+                    for m in t.GetMethods PublicApiTests.flags do
                         if
                             m.IsPublic
                             && not m.IsSpecialName
@@ -107,7 +101,7 @@ let private wanted (assembly: Assembly) =
                         then
                             yield $"M:{tn}.{m.Name}"
 
-                    for p in t.GetProperties flags do
+                    for p in t.GetProperties PublicApiTests.flags do
                         let getter = p.GetMethod
 
                         if
@@ -119,11 +113,11 @@ let private wanted (assembly: Assembly) =
                         then
                             yield $"P:{tn}.{p.Name}"
 
-                    for e in t.GetEvents flags do
+                    for e in t.GetEvents PublicApiTests.flags do
                         yield $"E:{tn}.{e.Name}"
 
                     // F# documents a [<Literal>] as a property (P:), C# a const as a field (F:): either will do.
-                    for f in t.GetFields flags do
+                    for f in t.GetFields PublicApiTests.flags do
                         if f.IsPublic && not (generated f) then
                             yield $"F:{tn}.{f.Name}"
     ]
