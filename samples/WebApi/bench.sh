@@ -57,7 +57,7 @@ report() {
         sr = median(order[i] SUBSEP "scipio" "r"); kr = median(order[i] SUBSEP "sockets" "r")
         sp = median(order[i] SUBSEP "scipio" "p"); kp = median(order[i] SUBSEP "sockets" "p")
         name = f[1] == "pipelined" ? "plaintext, pipelined 16 deep" : "/" f[1]
-        # wrk reports no percentile above the median for some pipelined runs (it prints 0.00us): shown as n/a.
+        # With the pipelining script wrk may print 0.00us for the percentiles above the median: shown as n/a.
         ps = sp > 0 ? sprintf("%.2f ms", sp) : "n/a"; pk = kp > 0 ? sprintf("%.2f ms", kp) : "n/a"
         pr = (sp > 0 && kp > 0) ? sprintf("%.2f×", sp / kp) : "n/a"
         printf "| %s | %s | %.0f | %.0f | %.2f× | %s | %s | %s |\n", name, f[2], sr, kr, (kr ? sr / kr : 0), ps, pk, pr
