@@ -15,6 +15,7 @@
 # Environment (defaults in brackets):
 #   OUT [/tmp/scipio-kv-bench-<time>]   raw.csv, logs, report.md (shared/ is read-only: never write there)
 #   REPS [3]  SCALE [1]                  repetitions; a factor on every request count
+#   TESTS ["set get"]                    which redis-benchmark tests
 #   SERVERS ["scipio redis garnet"]      which servers; "garnet-inline" adds Garnet with
 #                                        DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1
 #   SERVER_CPU [0]  CLIENT_CPU [1]  BASE_PORT [17100]
