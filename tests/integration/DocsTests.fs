@@ -55,79 +55,73 @@ type private Region =
         Usings: Set<string>
     }
 
-/// The regions `// <snippet:name>` … `// </snippet>` of every C# file under docs/snippets, with the using directives
-/// of their file.
-let private regions () =
-    let dir = Path.Combine(docs (), "snippets")
-
+/// The files under `dir` matching `pattern`, outside build output (bin, obj): each path relative to the repository
+/// with its lines.
+let private sourceFiles (dir: string) (pattern: string) =
     [
-        for file in Directory.EnumerateFiles(dir, "*.cs", SearchOption.AllDirectories) do
+        for file in Directory.EnumerateFiles(dir, pattern, SearchOption.AllDirectories) do
             let relative = Path.GetRelativePath(root (), file)
             let parts = relative.Split(Path.DirectorySeparatorChar)
 
             if not (Array.contains "bin" parts || Array.contains "obj" parts) then
-                let lines = File.ReadAllLines file
+                yield relative, File.ReadAllLines file
+    ]
 
-                let usings =
-                    lines
-                    |> Array.filter (fun l -> l = l.TrimStart() && isUsingDirective l)
-                    |> Array.map (fun l -> l.Trim())
-                    |> Set.ofArray
+/// A C# file's using directives (those at the start of a line).
+let private usingsOf (lines: string[]) =
+    lines
+    |> Array.filter (fun l -> l = l.TrimStart() && isUsingDirective l)
+    |> Array.map (fun l -> l.Trim())
+    |> Set.ofArray
 
-                let mutable current: (string * int) option = None
+/// The regions `// <snippet:name>` … `// </snippet>` of every C# file under docs/snippets, with the using directives
+/// of their file.
+let private regions () =
+    [
+        for relative, lines in sourceFiles (Path.Combine(docs (), "snippets")) "*.cs" do
+            let usings = usingsOf lines
 
-                for i in 0 .. lines.Length - 1 do
-                    let line = lines[i].Trim()
-                    let start = Regex.Match(line, @"^// <snippet:([\w.-]+)>$")
+            let mutable current: (string * int) option = None
 
-                    if start.Success then
-                        if current.IsSome then
-                            failtest $"{relative}:{i + 1}: a snippet region starts inside another"
+            for i in 0 .. lines.Length - 1 do
+                let line = lines[i].Trim()
+                let start = Regex.Match(line, @"^// <snippet:([\w.-]+)>$")
 
-                        current <- Some(start.Groups[1].Value, i)
-                    elif line = "// </snippet>" then
-                        match current with
-                        | None -> failtest $"{relative}:{i + 1}: '// </snippet>' without a region to end"
-                        | Some(name, s) ->
-                            current <- None
+                if start.Success then
+                    if current.IsSome then
+                        failtest $"{relative}:{i + 1}: a snippet region starts inside another"
 
-                            yield
-                                {
-                                    File = relative
-                                    Name = name
-                                    Lines = normalize lines[s + 1 .. i - 1]
-                                    Usings = usings
-                                }
+                    current <- Some(start.Groups[1].Value, i)
+                elif line = "// </snippet>" then
+                    match current with
+                    | None -> failtest $"{relative}:{i + 1}: '// </snippet>' without a region to end"
+                    | Some(name, s) ->
+                        current <- None
 
-                match current with
-                | Some(name, s) -> failtest $"{relative}:{s + 1}: region '{name}' is not ended by '// </snippet>'"
-                | None -> ()
+                        yield
+                            {
+                                File = relative
+                                Name = name
+                                Lines = normalize lines[s + 1 .. i - 1]
+                                Usings = usings
+                            }
+
+            match current with
+            | Some(name, s) -> failtest $"{relative}:{s + 1}: region '{name}' is not ended by '// </snippet>'"
+            | None -> ()
     ]
 
 /// The samples' source files, each whole as one region: the build compiles them (and the README shows them), so a
 /// page may show a window of one — the F# pages do, and the ASP.NET Core page shows the web sample.
 let private sampleFiles (extension: string) =
-    let samples = Path.Combine(root (), "samples")
-
     [
-        for file in Directory.EnumerateFiles(samples, "*" + extension, SearchOption.AllDirectories) do
-            let relative = Path.GetRelativePath(root (), file)
-            let parts = relative.Split(Path.DirectorySeparatorChar)
-
-            if not (Array.contains "bin" parts || Array.contains "obj" parts) then
-                let lines = File.ReadAllLines file
-
-                yield
-                    {
-                        File = relative
-                        Name = relative
-                        Lines = normalize lines
-                        Usings =
-                            lines
-                            |> Array.filter (fun l -> l = l.TrimStart() && isUsingDirective l)
-                            |> Array.map (fun l -> l.Trim())
-                            |> Set.ofArray
-                    }
+        for relative, lines in sourceFiles (Path.Combine(root (), "samples")) ("*" + extension) ->
+            {
+                File = relative
+                Name = relative
+                Lines = normalize lines
+                Usings = usingsOf lines
+            }
     ]
 
 type private Block =

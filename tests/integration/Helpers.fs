@@ -38,6 +38,11 @@ let awaitBounded (what: string) (timeout: TimeSpan) (task: Task<'T>) : 'T =
 
     task.GetAwaiter().GetResult()
 
+/// Runs `work` on shard `shard` of `pool` and waits for its result, at most `shardTimeout`.
+let submit (pool: ShardPool) (shard: int) (work: unit -> Task<'T>) : 'T =
+    pool.SubmitTo(shard, Func<Task<'T>>(work))
+    |> awaitBounded $"a call to shard {shard}" shardTimeout
+
 /// Runs `main` on a new shard started with `options` and returns its result, failing the test if the shard runs
 /// longer than `shardTimeout`. Equivalent to Shard.Run, but bounded.
 let runShardWith (options: ShardOptions) (main: unit -> Task<'T>) : 'T =

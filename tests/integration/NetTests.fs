@@ -675,26 +675,13 @@ let private twoShardPool =
         let listeners = Array.zeroCreate<TcpListener> 2
 
         let port =
-            pool.SubmitTo(
-                0,
-                Func<Task<int>>(fun () ->
-                    task {
-                        listeners[0] <- TcpListener.Bind loopback4
-                        return listeners[0].LocalEndPoint.Port
-                    })
-            )
-            |> awaitBounded "bind on shard 0" shardTimeout
-
-        pool.SubmitTo(
-            1,
-            Func<Task<int>>(fun () ->
+            submit pool 0 (fun () ->
                 task {
-                    listeners[1] <- TcpListener.Bind(IPEndPoint(IPAddress.Loopback, port))
-                    return 0
+                    listeners[0] <- TcpListener.Bind loopback4
+                    return listeners[0].LocalEndPoint.Port
                 })
-        )
-        |> awaitBounded "bind on shard 1" shardTimeout
-        |> ignore
+
+        submit pool 1 (fun () -> task { listeners[1] <- TcpListener.Bind(IPEndPoint(IPAddress.Loopback, port)) })
 
         let connections = 64
         // Each shard accepts until the total reaches 64: the count lives on shard 0, and shard 1 adds to it there.
@@ -887,27 +874,8 @@ let private unixDuplicate =
 
             let listeners = Array.zeroCreate<UnixListener> 2
 
-            pool.SubmitTo(
-                0,
-                Func<Task<int>>(fun () ->
-                    task {
-                        listeners[0] <- UnixListener.Bind path
-                        return 0
-                    })
-            )
-            |> awaitBounded "bind on shard 0" shardTimeout
-            |> ignore
-
-            pool.SubmitTo(
-                1,
-                Func<Task<int>>(fun () ->
-                    task {
-                        listeners[1] <- listeners[0].Duplicate()
-                        return 0
-                    })
-            )
-            |> awaitBounded "duplicate on shard 1" shardTimeout
-            |> ignore
+            submit pool 0 (fun () -> task { listeners[0] <- UnixListener.Bind path })
+            submit pool 1 (fun () -> task { listeners[1] <- listeners[0].Duplicate() })
 
             // Shard 1 accepts alone first (shard 0 is not accepting yet): a connection made now can only go to it.
             let acceptedOn1 =
@@ -930,16 +898,7 @@ let private unixDuplicate =
             let got = acceptedOn1 |> awaitBounded "shard 1's accept" shardTimeout
 
             // Shard 1 closes its listener: shard 0's still accepts on the same socket.
-            pool.SubmitTo(
-                1,
-                Func<Task<int>>(fun () ->
-                    task {
-                        do! listeners[1].DisposeAsync()
-                        return 0
-                    })
-            )
-            |> awaitBounded "closing shard 1's listener" shardTimeout
-            |> ignore
+            submit pool 1 (fun () -> task { do! listeners[1].DisposeAsync() })
 
             let acceptedOn0 =
                 pool.SubmitTo(

@@ -36,10 +36,6 @@ let private forever () =
         return 1
     }
 
-let private submit (pool: ShardPool) (shard: int) (work: unit -> Task<'T>) =
-    pool.SubmitTo(shard, Func<Task<'T>>(work))
-    |> awaitBounded $"a call to shard {shard}" shardTimeout
-
 /// The process's thread count and open fds, from /proc.
 let private threadsAndFds () =
     let threads =

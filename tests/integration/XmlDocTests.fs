@@ -49,10 +49,10 @@ let private isFSharpType (t: Type) =
     |> Array.exists (fun a -> a.GetType().Name = "CompilationMappingAttribute")
 
 /// What F# generates for records and unions (comparison, equality, union case tests and tags) and the witness-passing
-/// twins of inline members (Bind$W): nothing anyone wrote, nothing to document.
-let private fsharpGenerated (t: Type) (m: MemberInfo) =
+/// twins of inline members (Bind$W): nothing anyone wrote, nothing to document. `fsharp`: t is an F# type.
+let private fsharpGenerated (fsharp: bool) (t: Type) (m: MemberInfo) =
     m.Name.Contains '$'
-    || isFSharpType t
+    || fsharp
        && (match m.Name with
            | "Equals"
            | "GetHashCode"
@@ -72,6 +72,7 @@ let private wanted (assembly: Assembly) =
     [
         for t in assembly.GetExportedTypes() do
             let tn = docTypeName t
+            let fsharp = isFSharpType t
 
             if not (generated t) && t.Name <> "Tags" then
                 yield "T:" + tn
@@ -83,12 +84,7 @@ let private wanted (assembly: Assembly) =
                     // A constructor with no parameters that nobody wrote (a class without one) has nothing to say;
                     // an F# type's constructor is its declaration's, documented with the type.
                     for c in t.GetConstructors PublicApiTests.flags do
-                        if
-                            c.IsPublic
-                            && c.GetParameters().Length > 0
-                            && not (generated c)
-                            && not (isFSharpType t)
-                        then
+                        if c.IsPublic && c.GetParameters().Length > 0 && not (generated c) && not fsharp then
                             yield $"M:{tn}.#ctor"
 
                     for m in t.GetMethods PublicApiTests.flags do
@@ -96,7 +92,7 @@ let private wanted (assembly: Assembly) =
                             m.IsPublic
                             && not m.IsSpecialName
                             && not (generated m)
-                            && not (fsharpGenerated t m)
+                            && not (fsharpGenerated fsharp t m)
                             && not (isOverride m)
                         then
                             yield $"M:{tn}.{m.Name}"
@@ -109,7 +105,7 @@ let private wanted (assembly: Assembly) =
                             && getter.IsPublic
                             && not (generated p)
                             && not (generated getter)
-                            && not (fsharpGenerated t p)
+                            && not (fsharpGenerated fsharp t p)
                         then
                             yield $"P:{tn}.{p.Name}"
 
